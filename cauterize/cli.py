@@ -1,0 +1,210 @@
+"""The ``cauterize`` command line (DESIGN.md section 4).
+
+One ``main()`` maps errors to exit codes: 0 done, 1 internal error, 2 invalid input, 3 incomplete,
+4 the old key still live. Errors print one line with the remediation hint and no traceback
+(``CAUTERIZE_DEBUG=1`` shows it). ``--json`` prints one document on stdout; progress goes to
+stderr. Heavy imports (Prefect above all) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from cauterize.errors import CauterizeError, InputError, KeySourceError
+
+app = typer.Typer(
+    name="cauterize",
+    help="Incident response for leaked LLM API keys: revoke, rotate, redeploy, locate, purge, evidence, post-mortem.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+runbook_app = typer.Typer(help="Validate runbooks and print their schema.", no_args_is_help=True)
+app.add_typer(runbook_app, name="runbook")
+
+
+def _emit_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def key_source(key_env: Optional[str], key_file: Optional[Path], key_stdin: bool) -> str:
+    """The one KEYSRC option given, as a source reference."""
+    given = [ref for ref in (
+        f"env:{key_env}" if key_env else None,
+        f"file:{key_file}" if key_file else None,
+        "stdin:" if key_stdin else None,
+    ) if ref]
+    if len(given) != 1:
+        raise KeySourceError("give exactly one of --key-env VAR, --key-file PATH, --key-stdin")
+    return given[0]
+
+
+# -- runbook ----------------------------------------------------------------------------------
+
+
+@runbook_app.command("validate")
+def runbook_validate(file: Path = typer.Argument(..., help="The runbook YAML file.")) -> None:
+    """Check a runbook; exit 2 with one line naming the field when it is invalid."""
+    from cauterize.runbook import load_runbook
+
+    loaded = load_runbook(file)
+    rb = loaded.runbook
+    typer.echo(f"{file}: valid runbook '{rb.name}' ({rb.key.provider}, {len(rb.stores)} store(s))", err=True)
+
+
+@runbook_app.command("schema")
+def runbook_schema() -> None:
+    """Print the JSON Schema of runbooks."""
+    from cauterize.runbook import runbook_schema as schema
+
+    typer.echo(schema())
+
+
+# -- the flow ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to build the sandbox world (default: a new temp dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the incident record on stdout."),
+) -> None:
+    """Run the whole key-compromised flow against the built-in sandbox."""
+    from cauterize.logs import progress_to_stderr
+    from cauterize.sandbox.demo import run_demo
+
+    progress_to_stderr()
+    incident, directory = run_demo(workdir)
+    if as_json:
+        _emit_json(incident.model_dump(mode="json"))
+    else:
+        typer.echo(incident.report.get("md", ""))
+    typer.echo(f"post-mortem: {incident.report.get('md', '(not rendered)')}", err=True)
+    raise typer.Exit(incident.exit_code())
+
+
+@app.command()
+def respond(
+    runbook: Path = typer.Argument(..., help="The runbook of the leaked key."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Identify and locate; revoke, mint, write and push nothing."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = typer.Option(False, "--json", help="Print the incident record on stdout."),
+) -> None:
+    """Run the key-compromised flow for a runbook (resumes its unfinished incident after a crash)."""
+    from cauterize import response
+    from cauterize.logs import progress_to_stderr
+    from cauterize.runbook import load_runbook
+
+    progress_to_stderr()
+    loaded = load_runbook(runbook)
+    response.Context.check_key_source(loaded)
+    if not (yes or dry_run):
+        if not sys.stdin.isatty():
+            raise InputError("respond revokes and rewrites for real: pass --yes (or --dry-run) when not on a terminal")
+        typer.confirm(f"Revoke and rotate the key of runbook '{loaded.runbook.name}' now?", abort=True, err=True)
+    from cauterize.flows.runner import run_flow
+
+    incident, _ = run_flow(str(loaded.path), dry_run=dry_run, mode="respond")
+    if as_json:
+        _emit_json(incident.model_dump(mode="json"))
+    typer.echo(f"post-mortem: {incident.report.get('md', '(not rendered)')}", err=True)
+    raise typer.Exit(incident.exit_code())
+
+
+@app.command()
+def report(
+    incident_dir: Path = typer.Argument(..., help="The incident directory (holds incident.json)."),
+    fmt: str = typer.Option("md", "--format", help="md or html."),
+) -> None:
+    """Render the post-mortem of an incident from its record."""
+    from cauterize import incident as records
+    from cauterize.report import render
+
+    if fmt not in ("md", "html"):
+        raise InputError(f"--format must be md or html, not '{fmt}'")
+    typer.echo(render(records.load(incident_dir), fmt), nl=False)
+
+
+@app.command()
+def locate(
+    key_env: Optional[str] = typer.Option(None, "--key-env", help="Read the key from this environment variable."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="Read the key from this file."),
+    key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the key from standard input."),
+    git: list[str] = typer.Option([], "--git", help="A repository path or URL (repeatable)."),
+    path: list[Path] = typer.Option([], "--path", help="A directory tree (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Find every copy of the key (every encoding) in git history and file trees."""
+    import tempfile
+
+    from cauterize.locate.files import scan_tree
+    from cauterize.locate.git import scan_repo
+    from cauterize.secret import load_key
+
+    key = load_key(key_source(key_env, key_file, key_stdin))
+    if not git and not path:
+        raise InputError("give at least one --git REPO_OR_URL or --path DIR to search")
+    findings = []
+    with tempfile.TemporaryDirectory(prefix="cauterize-locate-") as work:
+        os.chmod(work, 0o700)
+        for repo in git:
+            findings.extend(scan_repo(repo, key, workdir=Path(work)))
+    for tree in path:
+        findings.extend(scan_tree(tree, key))
+    if as_json:
+        _emit_json({"fingerprint": key.fingerprint, "findings": [f.to_dict() for f in findings]})
+    else:
+        for f in findings:
+            typer.echo(f"{f.source}\t{f.encoding}\t{f.first_seen or '-'}\t{f.location}")
+        typer.echo(f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} of {key.fingerprint}", err=True)
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map every outcome to an exit code; never print a traceback unless asked."""
+    debug = os.environ.get("CAUTERIZE_DEBUG") == "1"
+    try:
+        result = app(args=argv, prog_name="cauterize", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Abort:
+        typer.echo("cauterize: aborted, nothing was done", err=True)
+        code = 2
+    except click.exceptions.ClickException as exc:
+        typer.echo(f"cauterize: {exc.format_message()}", err=True)
+        code = 2
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except CauterizeError as exc:
+        if debug:
+            raise
+        from cauterize.secret import scrub
+
+        typer.echo(f"cauterize: {scrub(exc.one_line())}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("cauterize: interrupted; the incident record says which steps are done", err=True)
+        code = 130
+    except Exception as exc:  # the last boundary: no traceback (locals may hold secrets)
+        if debug:
+            raise
+        typer.echo(f"cauterize: internal error ({type(exc).__name__}); rerun with CAUTERIZE_DEBUG=1 for details", err=True)
+        code = 1
+    return code
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,110 @@
+"""HTTP plumbing shared by every API client: timeouts, bounded retries, quiet logging.
+
+Retries: 429 waits for ``Retry-After`` (seconds or an HTTP date, capped) or backs off
+exponentially; 5xx, timeouts and connection errors back off; anything else returns at once
+for the caller to map. After the last attempt: ``RateLimited`` or ``ProviderUnavailable``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import httpx
+
+from cauterize.errors import ProviderUnavailable, RateLimited
+
+# httpx logs every request URL at INFO; URLs can carry identifiers we do not want in logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+USER_AGENT = "cauterize/0.1"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    backoff: float = 0.5  # first wait; doubles each time
+    max_wait: float = 30.0  # longest single wait, Retry-After included
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def new_client(
+    base_url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """A client with a timeout on every call and TLS verification on (the default, never off)."""
+    return httpx.Client(
+        base_url=base_url.rstrip("/") + "/",
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=httpx.Timeout(timeout),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs,
+) -> httpx.Response:
+    """Send a request with bounded retries. ``what`` names the call in errors (no secrets)."""
+    wait = policy.backoff
+    for attempt in range(1, policy.attempts + 1):
+        last = attempt == policy.attempts
+        try:
+            response = client.request(method, url, **kwargs)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if last:
+                raise ProviderUnavailable(f"{what}: no answer after {attempt} attempts ({type(exc).__name__})") from exc
+            sleep(_jitter(wait, policy))
+            wait *= 2
+            continue
+        if response.status_code == 429:
+            if last:
+                raise RateLimited(f"{what}: still rate limited (429) after {attempt} attempts")
+            told = retry_after_seconds(response)
+            sleep(min(told, policy.max_wait) if told is not None else _jitter(wait, policy))
+            wait *= 2
+            continue
+        if response.status_code >= 500:
+            if last:
+                raise ProviderUnavailable(f"{what}: the provider answered {response.status_code} after {attempt} attempts")
+            sleep(_jitter(wait, policy))
+            wait *= 2
+            continue
+        return response
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _jitter(wait: float, policy: RetryPolicy) -> float:
+    return min(policy.max_wait, wait * (0.8 + 0.4 * random.random()))

@@ -1,0 +1,439 @@
+"""The key-compromised response, one function per step of DESIGN.md section 2.
+
+Each step reads the incident record, does its work, and leaves the record saying exactly what
+happened (``incident.step`` saves at every transition). Steps take the incident directory, not
+key values: the old key is re-read from its source reference, the new key from the primary store.
+A step already ``ok`` is not run again, so a rerun after a crash resumes where it stopped.
+
+The Prefect tasks in ``tasks/`` are thin bindings of ``run_step``; the CLI can run the same steps
+without Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+
+from cauterize import incident as records
+from cauterize.errors import CauterizeError, InputError, KeyNotFound, ProviderUnavailable, StillLive, StoreError
+from cauterize.logs import LOGGER
+from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
+from cauterize.providers.base import KeyIdentity, Liveness, Provider, ProviderSettings, get_provider
+from cauterize.runbook import LoadedRunbook, load_runbook
+from cauterize.secret import KeySource, Secret
+from cauterize.stores import open_store
+
+#: Which steps a step needs to have succeeded (``ok``) before it can run.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "intake": (),
+    "revoke": ("intake",),
+    "rotate": ("intake",),
+    "redeploy": ("rotate",),
+    "locate": ("intake",),
+    "purge": ("locate",),
+    "evidence": ("intake",),
+    "report": (),
+}
+
+CONFIRM_ATTEMPTS = 5
+CONFIRM_INTERVAL = 1.0
+
+
+def env_name(provider: str, what: str) -> str:
+    """The conventional variable of a provider: ``OPENAI_ADMIN_KEY``, ``AZURE_OPENAI_BASE_URL``..."""
+    return f"{provider.upper().replace('-', '_')}_{what}"
+
+
+@dataclass
+class Context:
+    """Everything a step needs, rebuilt from the record at the start of each step."""
+
+    loaded: LoadedRunbook
+    incident: Incident
+    directory: Path
+    transport: httpx.BaseTransport | None = None
+    _provider: Provider | None = None
+
+    @property
+    def runbook(self):
+        return self.loaded.runbook
+
+    @staticmethod
+    def check_key_source(loaded: LoadedRunbook) -> str:
+        """Read the leaked key once to fail fast on a bad source; returns its fingerprint."""
+        return KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir).fingerprint
+
+    def save(self) -> None:
+        records.save(self.incident, self.directory)
+
+    def old_key(self) -> Secret:
+        return KeySource.parse(self.runbook.key.source).load(base_dir=self.loaded.base_dir)
+
+    def provider(self) -> Provider:
+        if self._provider is None:
+            name = self.runbook.key.provider
+            config = self.runbook.provider_config()
+            admin_ref = config.admin_key
+            if admin_ref is None and os.environ.get(env_name(name, "ADMIN_KEY")):
+                admin_ref = f"env:{env_name(name, 'ADMIN_KEY')}"
+            # Without one, the provider says which credential it needs when it needs it.
+            admin_key = KeySource.parse(admin_ref).load(base_dir=self.loaded.base_dir) if admin_ref else None
+            settings = ProviderSettings(
+                admin_key=admin_key,
+                base_url=config.base_url or os.environ.get(env_name(name, "BASE_URL")),
+                project=config.project,
+                mint=config.mint,
+                transport=self.transport,
+            )
+            self._provider = get_provider(name, settings)
+        return self._provider
+
+    def identity(self) -> KeyIdentity | None:
+        data = self.incident.old_key.identity
+        return KeyIdentity.from_dict(data) if data else None
+
+    def stores(self):
+        return [open_store(config, self.loaded) for config in self.runbook.stores]
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A private working directory for one step (mirror clones...), removed afterwards."""
+        base = self.directory / ".work"
+        base.mkdir(mode=0o700, exist_ok=True)
+        path = Path(tempfile.mkdtemp(dir=base))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+
+
+# -- opening an incident --------------------------------------------------------------------------
+
+
+def open_incident(
+    runbook_path: str | Path,
+    *,
+    mode: str = "respond",
+    dry_run: bool = False,
+    incidents_dir: str | Path | None = None,
+) -> Path:
+    """Validate the runbook and the key source, then create the incident (or find the unfinished
+    one of the same runbook and key, to resume it). Nothing is done at any provider or store."""
+    loaded = load_runbook(runbook_path)
+    key = KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir)
+    root = Path(incidents_dir) if incidents_dir else loaded.resolve(loaded.runbook.report.dir)
+    store = IncidentStore(root)
+    existing = store.find_open(loaded.runbook.name, key.fingerprint)
+    if existing is not None:
+        incident = records.load(existing)
+        if incident.dry_run == dry_run:
+            incident.log(None, "resumed")
+            records.save(incident, existing)
+            return existing
+    now = utcnow()
+    incident = Incident(
+        id=store.new_id(loaded.runbook.name, key.fingerprint, now),
+        runbook=loaded.runbook.name,
+        runbook_path=str(loaded.path),
+        mode=mode,
+        dry_run=dry_run,
+        created_at=now,
+        updated_at=now,
+        provider=loaded.runbook.key.provider,
+        order=loaded.runbook.policy.order,
+        old_key=KeyRecord(fingerprint=key.fingerprint, redacted=key.redacted, source=loaded.runbook.key.source),
+    )
+    incident.log(None, f"opened for {key.fingerprint} ({mode}{', dry run' if dry_run else ''})")
+    return store.create(incident)
+
+
+def order_of(incident_dir: Path) -> list[str]:
+    """The steps in the order the runbook's policy asks for."""
+    incident = records.load(incident_dir)
+    if incident.order == "rotate-first":
+        return ["intake", "rotate", "redeploy", "revoke", "locate", "purge", "evidence", "report"]
+    return list(records.STEPS)
+
+
+# -- running one step -----------------------------------------------------------------------------
+
+
+def run_step(name: str, incident_dir: str | Path, *, transport: httpx.BaseTransport | None = None) -> dict:
+    """Run one step on the incident and return its public summary (no secret in it).
+
+    Raises the step's error after recording it, so an orchestrator sees the failure too."""
+    directory = Path(incident_dir)
+    incident = records.load(directory)
+    record = incident.steps[name]
+    if record.status in ("ok",) or (record.status == "skipped" and "blocked_by" not in record.details):
+        return _summary(name, record)
+    blocked = [dep for dep in NEEDS[name] if incident.steps[dep].status != "ok"]
+    if blocked:
+        record.status, record.summary = "skipped", f"not run: {', '.join(blocked)} did not finish"
+        record.details = {"blocked_by": blocked}
+        incident.log(name, record.summary)
+        records.save(incident, directory)
+        _announce(name, record)
+        return _summary(name, record)
+    ctx = Context(load_runbook(incident.runbook_path), incident, directory, transport)
+    try:
+        with records.step(incident, directory, name) as rec:
+            rec.details = {}
+            STEPS[name](ctx, rec)
+    finally:
+        ctx.close()
+        _announce(name, incident.steps[name])
+    return _summary(name, incident.steps[name])
+
+
+def _announce(name: str, record: StepRecord) -> None:
+    detail = record.error or record.summary or ""
+    LOGGER.info("%-9s %-8s %s", name, record.status, detail)
+
+
+def _summary(name: str, record: StepRecord) -> dict:
+    return {"step": name, "status": record.status, "summary": record.summary}
+
+
+# -- the steps ------------------------------------------------------------------------------------
+
+
+def intake(ctx: Context, rec: StepRecord) -> None:
+    key = ctx.old_key()
+    provider = ctx.provider()
+    liveness = provider.check(key)
+    ctx.incident.old_key.liveness = liveness.value
+    try:
+        identity = provider.identify(key)
+    except KeyNotFound:
+        if liveness is Liveness.DEAD:
+            rec.summary = "the key is already dead and no longer listed: already revoked"
+            return
+        raise
+    ctx.incident.old_key.identity = identity.to_dict()
+    where = f" in {identity.project}" if identity.project else ""
+    rec.summary = f"{identity.key_id}{where}, owned by {identity.owner_type or 'unknown'}; {liveness.value}"
+    for note in identity.notes:
+        ctx.incident.log("intake", note)
+
+
+def revoke(ctx: Context, rec: StepRecord) -> None:
+    identity = ctx.identity()
+    if ctx.incident.dry_run:
+        rec.status = "skipped"
+        rec.summary = f"dry run: would revoke {identity.key_id if identity else 'the key'}"
+        return
+    key = ctx.old_key()
+    provider = ctx.provider()
+    if identity is None:
+        rec.summary = "already revoked before the response"
+    else:
+        result = provider.revoke(identity)
+        rec.details["action"] = result.action
+        rec.summary = f"{result.action}: {identity.key_id}"
+        for item in result.action_items:
+            ctx.incident.add_action("revoke", item)
+    state = _confirm(lambda: provider.check(key), want=Liveness.DEAD)
+    ctx.incident.old_key.liveness = state.value
+    if state is Liveness.LIVE:
+        rec.details["still_live"] = True
+        raise StillLive(f"the old key {key.fingerprint} still answers after revocation")
+    if state is Liveness.UNKNOWN:
+        raise ProviderUnavailable(f"could not confirm that {key.fingerprint} is dead: the liveness check failed")
+    ctx.incident.revoked_at = ctx.incident.revoked_at or utcnow()
+    rec.summary += "; the provider now answers 401 for it"
+
+
+def rotate(ctx: Context, rec: StepRecord) -> None:
+    if ctx.incident.dry_run:
+        rec.status, rec.summary = "skipped", "dry run: would mint a replacement"
+        return
+    stores = ctx.stores()
+    if not stores:
+        raise InputError(
+            "the runbook lists no store: a minted key must be written to a store at once",
+            remediation="Add the store the application reads the key from under `stores:`.",
+        )
+    primary = stores[0]
+    provider = ctx.provider()
+    if ctx.incident.new_key is not None:  # resumed after a crash: the primary store holds it already
+        current = primary.read()
+        if current is not None and current.fingerprint == ctx.incident.new_key.fingerprint:
+            rec.summary = f"{current.fingerprint} already minted and in {primary.describe()}"
+            return
+    identity = ctx.identity() or KeyIdentity(provider=ctx.incident.provider, key_id=None)
+    minted = provider.mint(identity, f"cauterize-{ctx.incident.id[:15].lower()}")
+    try:
+        write = primary.write(minted.secret)
+    except CauterizeError:
+        provider.revoke(minted.identity)  # never leave a minted key that no store holds
+        raise
+    ctx.incident.new_key = KeyRecord(
+        fingerprint=minted.secret.fingerprint,
+        redacted=minted.secret.redacted,
+        source="store:0",
+        identity=minted.identity.to_dict(),
+    )
+    ctx.save()
+    state = _confirm(lambda: provider.check(minted.secret), want=Liveness.LIVE)
+    ctx.incident.new_key.liveness = state.value
+    if state is not Liveness.LIVE:
+        raise ProviderUnavailable(f"the new key {minted.secret.fingerprint} does not answer as live ({state.value})")
+    rec.details["primary_store"] = write.store
+    rec.summary = f"minted {minted.identity.key_id} ({minted.secret.fingerprint}), written to {write.store}"
+
+
+def redeploy(ctx: Context, rec: StepRecord) -> None:
+    stores = ctx.stores()
+    new = stores[0].read()
+    if new is None or ctx.incident.new_key is None or new.fingerprint != ctx.incident.new_key.fingerprint:
+        raise StoreError(f"{stores[0].describe()} does not hold the new key; rerun to mint again")
+    done = []
+    written = [{"store": stores[0].describe(), "fingerprint": new.fingerprint}]
+    try:
+        for store in stores[1:]:
+            current = store.read()
+            if current is not None and current.fingerprint == new.fingerprint:
+                written.append({"store": store.describe(), "fingerprint": new.fingerprint, "unchanged": True})
+                continue
+            write = store.write(new)
+            done.append(write)
+            check = store.read()
+            if check is None or check.fingerprint != new.fingerprint:
+                raise StoreError(f"{store.describe()}: read-back does not hold the new key")
+            written.append({"store": write.store, "fingerprint": new.fingerprint, "version": write.version})
+    except CauterizeError:
+        for write in reversed(done):
+            if write.undo is not None:
+                write.undo()
+        ctx.incident.log("redeploy", f"rolled back {len(done)} store(s)")
+        raise
+    rec.details["stores"] = written
+    rec.summary = f"{len(written)} store(s) hold {new.fingerprint}"
+
+
+def locate(ctx: Context, rec: StepRecord) -> None:
+    from cauterize.locate.git import scan_repo
+
+    key = ctx.old_key()
+    findings = []
+    with ctx.scratch() as work:
+        for repo in ctx.runbook.locate.git:
+            findings.extend(scan_repo(ctx.loaded.resolve_repo(repo), key, workdir=work))
+        for path in ctx.runbook.locate.paths:
+            from cauterize.locate.files import scan_tree
+
+            findings.extend(scan_tree(ctx.loaded.resolve(path), key))
+    for url in ctx.runbook.locate.s3:
+        ctx.incident.add_action("locate", f"{url} was not scanned: S3 sources are not supported by this version")
+    ctx.incident.findings = [finding.to_dict() for finding in findings]
+    seen = [datetime.fromisoformat(f["first_seen"]) for f in ctx.incident.findings if f.get("first_seen")]
+    if seen:
+        ctx.incident.exposure_start = min(seen)
+    sources = len(ctx.runbook.locate.git) + len(ctx.runbook.locate.paths)
+    rec.details["sources"] = sources
+    rec.summary = f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} in {sources} source(s)"
+
+
+def purge(ctx: Context, rec: StepRecord) -> None:
+    from cauterize.purge import purge_repo, remote_of
+
+    repos = sorted({f["repo"] for f in ctx.incident.findings if f["source"] == "git" and f.get("repo")})
+    if not repos:
+        rec.status, rec.summary = "skipped", "no copy in any git history"
+        return
+    push = ctx.runbook.policy.purge == "push" and not ctx.incident.dry_run
+    key = ctx.old_key()
+    results = []
+    with ctx.scratch() as work:
+        for repo in repos:
+            remote = remote_of(repo)
+            result = purge_repo(remote, key, workdir=work, push=push)
+            results.append(result.to_dict())
+            for item in result.action_items:
+                ctx.incident.add_action("purge", item)
+            if remote != repo:
+                ctx.incident.add_action("purge", f"re-clone {repo}: this working copy still holds the old history")
+    ctx.incident.purge = results
+    rewritten = sum(r["commits_rewritten"] for r in results)
+    if not push:
+        rec.status = "skipped"
+        rec.summary = f"dry run: would rewrite {rewritten} commit(s) in {len(results)} repo(s)"
+        ctx.incident.add_action("purge", "history still holds the key: rerun with policy.purge: push (or `cauterize purge --push`)")
+        return
+    unverified = [r["repo"] for r in results if not r["verified"]]
+    if unverified:
+        raise CauterizeError(f"a fresh clone of {', '.join(unverified)} still holds the key")
+    rec.summary = f"rewrote {rewritten} commit(s) in {len(results)} repo(s); fresh clones are clean"
+
+
+def evidence(ctx: Context, rec: StepRecord) -> None:
+    from cauterize.evidence import analyze
+
+    identity = ctx.identity()
+    if identity is None or not identity.key_id:
+        rec.status, rec.summary = "skipped", "the key was not identified at the provider: no per-key usage to collect"
+        return
+    end = ctx.incident.revoked_at or utcnow()
+    start = ctx.incident.exposure_start
+    limitations = []
+    if start is None:
+        start = end - timedelta(days=1)
+        limitations.append("no exposure start was found: the window is the last 24 hours before revocation")
+    bucket = ctx.runbook.evidence.bucket
+    baseline_start = start - timedelta(days=ctx.runbook.evidence.baseline_days)
+    usage = ctx.provider().usage(identity, baseline_start, end, bucket)
+    result = analyze(usage, window_start=start, window_end=end)
+    result["limitations"] = limitations + result["limitations"]
+    result["bucket"] = bucket
+    ctx.incident.evidence = result
+    totals = result["totals"]
+    rec.summary = (
+        f"{totals['requests']} requests, {totals['input_tokens'] + totals['output_tokens']} tokens in the window; "
+        f"{result['anomalous_buckets']} anomalous bucket(s)"
+    )
+
+
+def report(ctx: Context, rec: StepRecord) -> None:
+    from cauterize.report import write_reports
+
+    rec.status, rec.ended_at = "ok", utcnow()
+    rec.summary = "postmortem.md and postmortem.html"
+    ctx.incident.report = write_reports(ctx.incident, ctx.directory)
+
+
+STEPS: dict[str, Callable[[Context, StepRecord], None]] = {
+    "intake": intake,
+    "revoke": revoke,
+    "rotate": rotate,
+    "redeploy": redeploy,
+    "locate": locate,
+    "purge": purge,
+    "evidence": evidence,
+    "report": report,
+}
+
+
+def _confirm(check: Callable[[], Liveness], *, want: Liveness) -> Liveness:
+    """Poll a liveness check until it gives ``want`` (providers take a moment to propagate)."""
+    state = Liveness.UNKNOWN
+    for attempt in range(CONFIRM_ATTEMPTS):
+        state = check()
+        if state is want:
+            return state
+        if attempt + 1 < CONFIRM_ATTEMPTS:
+            time.sleep(CONFIRM_INTERVAL)
+    return state

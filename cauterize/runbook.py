@@ -1,0 +1,274 @@
+"""Runbooks: the strict pydantic models of ``runbooks/*.yaml`` (DESIGN.md section 6).
+
+Unknown keys are rejected everywhere, so a typo never silently disables a step. Relative paths
+are resolved against the runbook file's directory. ``load_runbook`` turns every failure into a
+``RunbookError`` whose one line names the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cauterize.errors import RunbookError
+from cauterize.secret import ALL_SCHEMES
+
+PROVIDERS = ("openai", "anthropic", "google", "azure-openai", "cohere")
+_SOURCE_RE = re.compile(r"^(%s):" % "|".join(re.escape(s) for s in ALL_SCHEMES))
+
+
+def _check_source(value: str) -> str:
+    if not _SOURCE_RE.match(value):
+        raise ValueError("must be a key source reference: " + ", ".join(f"{s}:..." for s in ALL_SCHEMES))
+    scheme, _, target = value.partition(":")
+    if scheme != "stdin" and not target:
+        raise ValueError(f"'{scheme}:' names nothing after the colon")
+    return value
+
+
+SourceRef = Annotated[str, Field(description="env:VAR | file:PATH | stdin: | vault:MOUNT/PATH#FIELD | aws-sm:ID[#FIELD] | prefect-secret:BLOCK")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeySpec(Strict):
+    provider: Literal["openai", "anthropic", "google", "azure-openai", "cohere"]
+    source: SourceRef
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _check_source(value)
+
+
+class Policy(Strict):
+    order: Literal["revoke-first", "rotate-first"] = "revoke-first"
+    purge: Literal["dry-run", "push"] = "dry-run"
+
+
+class ProviderConfig(Strict):
+    admin_key: SourceRef | None = None
+    base_url: str | None = None
+    project: str | None = None
+    mint: Literal["service-account", "manual"] = "service-account"
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin(cls, value: str | None) -> str | None:
+        return value if value is None else _check_source(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s):// URL")
+        return value
+
+
+class AwsSecretsManagerStore(Strict):
+    type: Literal["aws-secrets-manager"]
+    secret_id: str
+    field: str | None = None
+    region: str | None = None
+
+
+class VaultKv2Store(Strict):
+    type: Literal["vault-kv2"]
+    mount: str = "secret"
+    path: str
+    field: str
+    destroy_old_versions: bool = False
+
+
+class DotenvStore(Strict):
+    type: Literal["dotenv"]
+    path: str
+    variable: str
+
+    @field_validator("variable")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", value):
+            raise ValueError("must be a variable name (letters, digits, underscores)")
+        return value
+
+
+class SopsStore(Strict):
+    type: Literal["sops"]
+    path: str
+    key_path: str
+
+
+class GithubActionsStore(Strict):
+    type: Literal["github-actions"]
+    repo: str
+    name: str
+    environment: str | None = None
+
+
+class KubernetesStore(Strict):
+    type: Literal["kubernetes"]
+    namespace: str = "default"
+    secret: str
+    key: str
+    restart: str | None = None
+
+
+class PrefectSecretStore(Strict):
+    type: Literal["prefect-secret"]
+    block: str
+
+
+STORE_MODELS = (
+    AwsSecretsManagerStore,
+    VaultKv2Store,
+    DotenvStore,
+    SopsStore,
+    GithubActionsStore,
+    KubernetesStore,
+    PrefectSecretStore,
+)
+STORE_TYPES = tuple(model.model_fields["type"].annotation.__args__[0] for model in STORE_MODELS)
+Store = Annotated[Union[STORE_MODELS], Field(discriminator="type")]
+
+
+class LocateConfig(Strict):
+    git: list[str] = []
+    paths: list[str] = []
+    s3: list[str] = []
+
+    @field_validator("s3")
+    @classmethod
+    def _s3(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.startswith("s3://") or len(value) <= 5:
+                raise ValueError(f"'{value}' must be an s3://BUCKET[/PREFIX] URL")
+        return values
+
+
+class EvidenceConfig(Strict):
+    baseline_days: int = Field(14, ge=0, le=90)
+    bucket: Literal["1m", "1h", "1d"] = "1h"
+
+
+class ReportConfig(Strict):
+    dir: str = "incidents"
+
+
+class Runbook(Strict):
+    version: Literal[1]
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    key: KeySpec
+    policy: Policy = Policy()
+    providers: dict[str, ProviderConfig] = {}
+    stores: list[Store] = []
+    locate: LocateConfig = LocateConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
+    report: ReportConfig = ReportConfig()
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in value:
+            if name not in PROVIDERS:
+                raise ValueError(f"unknown provider '{name}' (expected one of {', '.join(PROVIDERS)})")
+        return value
+
+    def provider_config(self) -> ProviderConfig:
+        return self.providers.get(self.key.provider, ProviderConfig())
+
+
+class LoadedRunbook(BaseModel):
+    """A validated runbook and where it came from (relative paths resolve against ``base_dir``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    runbook: Runbook
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def resolve_repo(self, value: str) -> str:
+        """A git location: URLs stay as they are, paths resolve against the runbook."""
+        if re.match(r"^[a-z][a-z0-9+.-]*://", value) or re.match(r"^[\w.-]+@[\w.-]+:", value):
+            return value
+        return str(self.resolve(value))
+
+
+def load_runbook(path: str | Path) -> LoadedRunbook:
+    """Read and validate a runbook file; every failure is one ``RunbookError`` line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RunbookError(f"runbook {path}: no such file") from None
+    except IsADirectoryError:
+        raise RunbookError(f"runbook {path}: is a directory, not a runbook file") from None
+    except OSError as exc:
+        raise RunbookError(f"runbook {path}: cannot be read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunbookError(f"runbook {path}: is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RunbookError(f"runbook {path}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        raise RunbookError(f"runbook {path}: the file is empty")
+    if not isinstance(data, dict):
+        raise RunbookError(f"runbook {path}: must be a YAML mapping with version, name, key, ...")
+    try:
+        runbook = Runbook.model_validate(data)
+    except ValidationError as exc:
+        raise RunbookError(f"runbook {path}: {describe_validation_error(exc)}") from None
+    return LoadedRunbook(runbook=runbook, path=path.resolve())
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as ``field.path: what is wrong`` (+ how many more), on one line."""
+    errors = exc.errors(include_url=False, include_input=False)
+    # A typo shows as an unknown field plus a missing one: name the typo first.
+    errors.sort(key=lambda error: error["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (not allowed here)"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    elif first["type"] == "union_tag_invalid":
+        message = "unknown store type; expected one of " + ", ".join(STORE_TYPES)
+    elif first["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    message = message.removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc or '(top level)'}: {message}{more}"
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and part in STORE_TYPES
+
+
+def runbook_schema() -> str:
+    """The JSON Schema of a runbook, for editors and CI linting."""
+    schema = Runbook.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cauterize runbook"
+    return json.dumps(schema, indent=2, sort_keys=True)

@@ -1,0 +1,244 @@
+"""The secret value type, its public identity, key sources and the encodings a search needs.
+
+A ``Secret`` never shows its value in ``repr``, ``str``, f-strings, logging or pickles; the value is
+read only through ``reveal()``, at the one place that must send or store it. Its public identity is
+its ``fingerprint`` (``sha256:`` + 16 hex digits) and its ``redacted`` form (first 8, ellipsis,
+last 4). Keys enter only through a source reference (DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import quote
+
+from cauterize.errors import KeySourceError
+
+#: Schemes a key source reference may use. ``vault:``, ``aws-sm:`` and ``prefect-secret:`` are
+#: resolved by the stores layer; the three below need nothing but the process.
+LOCAL_SCHEMES = ("env", "file", "stdin")
+ALL_SCHEMES = LOCAL_SCHEMES + ("vault", "aws-sm", "prefect-secret")
+
+ELLIPSIS = "…"
+
+
+def fingerprint_of(value: str | bytes) -> str:
+    """``sha256:`` + the first 16 hex digits of SHA-256 of the value."""
+    data = value.encode() if isinstance(value, str) else value
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+
+
+def redact(value: str) -> str:
+    """The first 8 characters, an ellipsis, the last 4; shorter values show nothing."""
+    if len(value) < 16:
+        return ELLIPSIS
+    return f"{value[:8]}{ELLIPSIS}{value[-4:]}"
+
+
+class Secret:
+    """A key value that refuses to be printed, logged, pickled or copied into results."""
+
+    __slots__ = ("_value", "fingerprint", "redacted", "__weakref__")
+
+    def __init__(self, value: str):
+        value = value.strip()
+        if not value:
+            raise KeySourceError("the key source is empty")
+        if any(ch in value for ch in "\r\n\x00"):
+            raise KeySourceError("the key source holds more than one line; it must hold exactly one key")
+        self._value = value
+        self.fingerprint = fingerprint_of(value)
+        self.redacted = redact(value)
+        _REGISTRY.add(self)
+
+    def reveal(self) -> str:
+        """The value itself: call only where it is sent to a provider or written to a store."""
+        return self._value
+
+    def matches(self, other: str) -> bool:
+        """Constant-time comparison with a candidate value."""
+        return hmac.compare_digest(self._value.encode(), other.strip().encode())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return hmac.compare_digest(self._value.encode(), other._value.encode())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.fingerprint}, {self.redacted})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self):
+        raise TypeError("a Secret cannot be pickled or persisted; pass its fingerprint or source instead")
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def encodings(self) -> dict[str, list[bytes]]:
+        """Every byte form a copy of this key may take, by encoding name (see ``encoded_forms``)."""
+        return encoded_forms(self._value)
+
+
+def encoded_forms(value: str) -> dict[str, list[bytes]]:
+    """The byte forms to search for: ``raw``, ``base64`` (standard and URL-safe alphabets, at all
+    three byte alignments of a larger base64 stream), ``url`` (percent-encoded) and ``json``
+    (JSON string escaping). A form identical to an earlier one is listed once, under the earlier name.
+    """
+    raw = value.encode()
+    forms: dict[str, list[bytes]] = {"raw": [raw], "base64": [], "url": [], "json": []}
+    seen = {raw}
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw)
+        # Characters that depend on key bytes only: skip those mixing in the prefix or the padding.
+        start = -(-8 * offset // 6)
+        end = (8 * (offset + len(raw))) // 6
+        stable = encoded[start:end]
+        for form in (stable, stable.replace(b"+", b"-").replace(b"/", b"_")):
+            if form not in seen:
+                seen.add(form)
+                forms["base64"].append(form)
+    for name, form in (
+        ("url", quote(value, safe="").encode()),
+        ("url", quote(value, safe="/").encode()),
+        ("json", json.dumps(value)[1:-1].encode()),
+        ("json", json.dumps(value)[1:-1].replace("/", "\\/").encode()),
+    ):
+        if form not in seen:
+            seen.add(form)
+            forms[name].append(form)
+    return {name: items for name, items in forms.items() if items}
+
+
+class _Registry:
+    """Weak set of every Secret alive in this process, for the last-line log redaction filter."""
+
+    def __init__(self) -> None:
+        import weakref
+
+        self._items: weakref.WeakSet[Secret] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, secret: Secret) -> None:
+        with self._lock:
+            self._items.add(secret)
+
+    def scrub(self, text: str) -> str:
+        with self._lock:
+            items = list(self._items)
+        for secret in items:
+            value = secret.reveal()
+            if value in text:
+                text = text.replace(value, f"[{secret.fingerprint}]")
+        return text
+
+    def find_in(self, data: bytes) -> list[str]:
+        """Fingerprints of live secrets found in ``data`` in any encoded form."""
+        with self._lock:
+            items = list(self._items)
+        hits = []
+        for secret in items:
+            if any(form in data for forms in secret.encodings().values() for form in forms):
+                hits.append(secret.fingerprint)
+        return hits
+
+
+_REGISTRY = _Registry()
+
+
+def scrub(text: str) -> str:
+    """Replace any live secret's value in ``text`` by its fingerprint."""
+    return _REGISTRY.scrub(text)
+
+
+def assert_clean(data: bytes | str, what: str) -> None:
+    """Refuse to write ``data`` to ``what`` if it holds any live secret, in any encoding."""
+    from cauterize.errors import SecretLeakError
+
+    blob = data.encode() if isinstance(data, str) else data
+    hits = _REGISTRY.find_in(blob)
+    if hits:
+        raise SecretLeakError(f"refused to write {what}: it would hold the key {', '.join(hits)}")
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """A parsed key source reference (``env:VAR``, ``file:PATH``, ``stdin:``, ...)."""
+
+    scheme: str
+    target: str
+
+    @classmethod
+    def parse(cls, reference: str) -> "KeySource":
+        scheme, sep, target = reference.partition(":")
+        if not sep or scheme not in ALL_SCHEMES:
+            raise KeySourceError(
+                f"key source {_describe(reference)!s} must start with one of "
+                + ", ".join(f"{s}:" for s in ALL_SCHEMES)
+            )
+        if scheme != "stdin" and not target:
+            raise KeySourceError(f"key source {scheme}: names nothing after the colon")
+        return cls(scheme, target)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.target}"
+
+    def load(self, *, stdin: IO[str] | None = None, base_dir: Path | None = None) -> Secret:
+        """Read the key. ``vault:``/``aws-sm:``/``prefect-secret:`` are resolved by the stores layer."""
+        if self.scheme == "env":
+            value = os.environ.get(self.target)
+            if value is None:
+                raise KeySourceError(f"key source env:{self.target}: the variable is not set")
+            if not value.strip():
+                raise KeySourceError(f"key source env:{self.target}: the variable is empty")
+            return Secret(value)
+        if self.scheme == "file":
+            path = Path(self.target).expanduser()
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            try:
+                data = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise KeySourceError(f"key source file:{self.target}: no such file") from None
+            except IsADirectoryError:
+                raise KeySourceError(f"key source file:{self.target}: is a directory") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise KeySourceError(f"key source file:{self.target}: cannot be read ({type(exc).__name__})") from None
+            if not data.strip():
+                raise KeySourceError(f"key source file:{self.target}: the file is empty")
+            return Secret(data)
+        if self.scheme == "stdin":
+            stream = stdin if stdin is not None else sys.stdin
+            data = stream.readline()
+            if not data.strip():
+                raise KeySourceError("key source stdin: nothing was read from standard input")
+            return Secret(data)
+        from cauterize.stores import load_secret_reference
+
+        return load_secret_reference(self)
+
+
+def _describe(reference: str) -> str:
+    """Name a bad reference without echoing it whole: it might be the key itself, pasted by mistake."""
+    if len(reference) > 24 or reference.startswith("sk-"):
+        return f"'{redact(reference)}'"
+    return f"'{reference}'"
+
+
+def load_key(reference: str, **kwargs) -> Secret:
+    """Parse a key source reference and read the key."""
+    return KeySource.parse(reference).load(**kwargs)

@@ -1,0 +1,63 @@
+"""The secret-store protocol and its registry.
+
+A store is where an application reads its key from. Each store module implements ``SecretStore``
+and registers a factory with ``@register("type")`` for the runbook's store ``type``.
+Nothing outside ``stores/`` names a store type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol
+
+from cauterize.errors import InputError
+from cauterize.secret import Secret
+
+
+@dataclass
+class StoreWrite:
+    """What a write did: a public version label, and an undo for rollback (held in memory only)."""
+
+    store: str
+    version: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    undo: Callable[[], None] | None = field(default=None, repr=False)
+
+
+class SecretStore(Protocol):
+    kind: ClassVar[str]
+
+    def describe(self) -> str:
+        """A human name for the secret, e.g. ``dotenv /srv/app/.env OPENAI_API_KEY``: never a value."""
+
+    def read(self) -> Secret | None:
+        """The current value, or None when the store does not hold this secret yet."""
+
+    def write(self, value: Secret) -> StoreWrite:
+        """Make ``value`` the current version, with the store's native versioning."""
+
+
+StoreFactory = Callable[[Any, Any], SecretStore]  # (store config model, LoadedRunbook) -> store
+_REGISTRY: dict[str, StoreFactory] = {}
+
+
+def register(kind: str) -> Callable[[StoreFactory], StoreFactory]:
+    def decorate(factory: StoreFactory) -> StoreFactory:
+        _REGISTRY[kind] = factory
+        return factory
+
+    return decorate
+
+
+def open_store(config: Any, loaded: Any) -> SecretStore:
+    _load_builtins()
+    try:
+        factory = _REGISTRY[config.type]
+    except KeyError:
+        raise InputError(f"store type '{config.type}' is not supported yet by this version of cauterize") from None
+    return factory(config, loaded)
+
+
+def _load_builtins() -> None:
+    if not _REGISTRY:
+        from cauterize.stores import dotenv  # noqa: F401  (registers itself)

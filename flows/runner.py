@@ -1,0 +1,38 @@
+"""Run the key-compromised flow in this process (Prefect's ephemeral server unless
+``PREFECT_API_URL`` points at one), with Prefect configured so that no secret can persist."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Set before Prefect is imported: no result persistence, no analytics, quiet console.
+PREFECT_DEFAULTS = {
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def configure_prefect(home: Path | None = None) -> None:
+    """Apply the defaults (an explicit setting in the environment wins), and a private
+    ``PREFECT_HOME`` when given. Must run before the first ``import prefect``."""
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    if home is not None:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.environ["PREFECT_HOME"] = str(home)
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+def run_flow(runbook: str, *, dry_run: bool = False, mode: str = "respond", incidents_dir: str | None = None,
+             prefect_home: Path | None = None):
+    """Run ``key-compromised`` and return (incident, incident_dir)."""
+    configure_prefect(prefect_home)
+    from cauterize import incident as records
+    from cauterize.flows.key_compromised import key_compromised
+
+    result = key_compromised(runbook=runbook, dry_run=dry_run, mode=mode, incidents_dir=incidents_dir)
+    directory = Path(result["incident"])
+    return records.load(directory), directory

@@ -1,0 +1,55 @@
+"""Prefect tasks: thin bindings of ``cauterize.response``.
+
+Every task passes the incident directory (a path) and returns the step's public summary: no key
+value is a parameter or a result. Secret-bearing work happens inside the core step, so the tasks
+use no cache and no result persistence.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from cauterize import incident as records
+from cauterize import response
+from cauterize.errors import CauterizeError
+
+
+def _retry_when_retryable(task, task_run, state) -> bool:
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, CauterizeError) and exc.retryable
+
+
+@task(name="open-incident", cache_policy=NO_CACHE, persist_result=False)
+def open_incident(runbook: str, mode: str, dry_run: bool, incidents_dir: str | None) -> str:
+    return str(response.open_incident(runbook, mode=mode, dry_run=dry_run, incidents_dir=incidents_dir))
+
+
+@task(
+    name="response-step",
+    task_run_name="{step}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_when_retryable,
+)
+def response_step(step: str, incident_dir: str) -> dict:
+    summary = response.run_step(step, incident_dir)
+    if step == "report" and summary["status"] == "ok":
+        publish_report(incident_dir)
+    return summary
+
+
+def publish_report(incident_dir: str) -> None:
+    """The post-mortem as a Prefect Markdown artifact (rendered from the record, so key-free)."""
+    incident = records.load(incident_dir)
+    path = incident.report.get("md")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            create_markdown_artifact(
+                markdown=handle.read(),
+                key=f"postmortem-{incident.runbook}".replace("_", "-").replace(".", "-").lower(),
+                description=f"Post-mortem of incident {incident.id}",
+            )
