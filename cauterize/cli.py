@@ -78,11 +78,25 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the incident record on stdout."),
 ) -> None:
     """Run the whole key-compromised flow against the built-in sandbox."""
-    from cauterize.logs import progress_to_stderr
-    from cauterize.sandbox.demo import run_demo
+    from cauterize.logs import LOGGER, progress_to_stderr
+    from cauterize.sandbox.world import build_world, prepare_root
 
     progress_to_stderr()
-    incident, directory = run_demo(workdir)
+    root = prepare_root(workdir)
+    LOGGER.info("building the sandbox world in %s", root)
+    world = build_world(root)
+    try:
+        os.environ.update(world.env)
+        from cauterize.flows.runner import run_flow
+
+        incident, _ = run_flow(str(world.runbook), mode="demo", prefect_home=root / ".prefect")
+        if incident.steps["purge"].status == "ok":
+            for line in world.housekeeping():
+                LOGGER.info("%s", line)
+    finally:
+        world.close()
+        for name in world.env:
+            os.environ.pop(name, None)
     if as_json:
         _emit_json(incident.model_dump(mode="json"))
     else:

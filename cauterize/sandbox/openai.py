@@ -24,9 +24,10 @@ import re
 import secrets
 import string
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -132,8 +133,15 @@ class _Fault:
 class ApiError(Exception):
     """An answer in OpenAI's error shape."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
         self.headers = headers or {}
@@ -190,9 +198,16 @@ _TABLE = [(method, _compile(path), handler, auth) for method, path, handler, aut
 class OpenAIEmulator:
     """In-memory OpenAI organisation behind an ``httpx`` handler: ``httpx.MockTransport(emulator)``."""
 
-    def __init__(self, *, now: Clock | None = None, base_path: str = "/v1", redact_head: int = 8,
-                 redact_tail: int = 4, org_name: str = "Sandbox Org"):
-        self._clock = now or (lambda: datetime.now(timezone.utc))
+    def __init__(
+        self,
+        *,
+        now: Clock | None = None,
+        base_path: str = "/v1",
+        redact_head: int = 8,
+        redact_tail: int = 4,
+        org_name: str = "Sandbox Org",
+    ):
+        self._clock = now or (lambda: datetime.now(UTC))
         self.base_path = base_path.rstrip("/")
         self.redact_head, self.redact_tail = redact_head, redact_tail
         self.org = {"object": "organization", "id": _new_id("org-"), "title": org_name, "role": "owner"}
@@ -233,15 +248,21 @@ class OpenAIEmulator:
         self._remember(self.admin_keys, key)
         return key.value
 
-    def add_user_key(self, project_id: str, value: str | None = None, name: str = "dev key",
-                     owner_project_access: str = "active", *, user_id: str | None = None,
-                     last_used_at: datetime | int | None = None) -> tuple[str, str]:
+    def add_user_key(
+        self,
+        project_id: str,
+        value: str | None = None,
+        name: str = "dev key",
+        owner_project_access: str = "active",
+        *,
+        user_id: str | None = None,
+        last_used_at: datetime | int | None = None,
+    ) -> tuple[str, str]:
         """Create a user-owned project key; returns ``(key_id, value)``."""
-        self._project(project_id)
-        key = ApiKey(_new_id("key_", 16), value or new_key_value("proj"), project_id, name, self._now(), "user",
-                     user_id or self._default_user(), owner_project_access, _epoch_or_none(last_used_at))
-        self._remember(self.keys, key)
-        return key.id, key.value
+        owner_id = user_id or self._default_user()
+        return self._add_key(
+            project_id, value or new_key_value("proj"), name, "user", owner_id, owner_project_access, last_used_at
+        )
 
     def add_service_account(self, project_id: str, name: str = "deploy bot") -> str:
         """Create a service account without a key; returns its id."""
@@ -249,34 +270,92 @@ class OpenAIEmulator:
         self._remember(self.service_accounts, sa)
         return sa.id
 
-    def add_service_account_key(self, project_id: str, sa_id: str, value: str | None = None,
-                                name: str = "Secret Key", *, last_used_at: datetime | int | None = None) -> tuple[str, str]:
+    def add_service_account_key(
+        self,
+        project_id: str,
+        sa_id: str,
+        value: str | None = None,
+        name: str = "Secret Key",
+        *,
+        last_used_at: datetime | int | None = None,
+    ) -> tuple[str, str]:
         """Create a key owned by a service account; returns ``(key_id, value)``."""
-        key = ApiKey(_new_id("key_", 16), value or new_key_value("svcacct"), project_id, name, self._now(),
-                     "service_account", sa_id, "active", _epoch_or_none(last_used_at))
+        if self.service_accounts[sa_id].project_id != project_id:
+            raise ValueError(f"service account {sa_id} is not in project {project_id}")
+        value = value or new_key_value("svcacct")
+        return self._add_key(project_id, value, name, "service_account", sa_id, "active", last_used_at)
+
+    def _add_key(
+        self,
+        project_id: str,
+        value: str,
+        name: str,
+        owner_type: str,
+        owner_id: str,
+        access: str,
+        last_used_at: datetime | int | None,
+    ) -> tuple[str, str]:
+        key = ApiKey(
+            id=_new_id("key_", 16),
+            value=value,
+            project_id=self._project(project_id).id,
+            name=name,
+            created_at=self._now(),
+            owner_type=owner_type,
+            owner_id=owner_id,
+            owner_project_access=access,
+            last_used_at=_epoch_or_none(last_used_at),
+        )
         self._remember(self.keys, key)
         return key.id, key.value
 
-    def add_usage(self, key_id: str, project_id: str | None, start: datetime, end: datetime, bucket_seconds: int = 60,
-                  input_tokens: int = 0, output_tokens: int = 0, requests: int = 0, *, model: str = "gpt-4o-mini",
-                  input_cached_tokens: int = 0) -> int:
+    def add_usage(
+        self,
+        key_id: str,
+        project_id: str | None,
+        start: datetime,
+        end: datetime,
+        bucket_seconds: int = 60,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        requests: int = 0,
+        *,
+        model: str = "gpt-4o-mini",
+        input_cached_tokens: int = 0,
+    ) -> int:
         """Record the given usage once per ``bucket_seconds`` slot of ``[start, end)``; returns the slot count."""
         key = self.keys[key_id]
-        user_id = key.owner_id if key.owner_type == "user" else None
-        slots = 0
-        for at in range(_epoch(start), _epoch(end), bucket_seconds):
-            self.usage_records.append(UsageRecord(at, project_id or key.project_id, key_id, user_id, model,
-                                                  input_tokens, output_tokens, input_cached_tokens, requests))
-            slots += 1
-        return slots
+        slots = range(_epoch(start), _epoch(end), bucket_seconds)
+        self.usage_records.extend(
+            UsageRecord(
+                at=at,
+                project_id=project_id or key.project_id,
+                api_key_id=key_id,
+                user_id=key.owner_id if key.owner_type == "user" else None,
+                model=model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                input_cached_tokens=input_cached_tokens,
+                requests=requests,
+            )
+            for at in slots
+        )
+        return len(slots)
 
     def is_live(self, value: str) -> bool:
         """Would the data plane accept this key value?"""
         key = self._key_by_value(value)
         return key is not None and self._alive(key)
 
-    def fail_next(self, method: str, path_pattern: str, status: int = 429, retry_after: int | None = 1,
-                  count: int = 1, message: str | None = None) -> None:
+    def fail_next(
+        self,
+        method: str,
+        path_pattern: str,
+        status: int = 429,
+        retry_after: int | None = 1,
+        count: int = 1,
+        message: str | None = None,
+    ) -> None:
         """Answer the next ``count`` matching requests with ``status``.
 
         ``path_pattern`` is a glob over the path, with or without the ``/v1`` prefix; ``method``
@@ -287,16 +366,24 @@ class OpenAIEmulator:
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
         """Recorded requests, filtered by method and path glob."""
-        return [r for r in self.requests if (method is None or r.method == method.upper())
-                and (path is None or self._path_matches(r.path, path))]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method.upper()) and (path is None or self._path_matches(r.path, path))
+        ]
 
     # ---- the handler -----------------------------------------------------------------------
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         with self._lock:
             path = request.url.path
-            recorded = RecordedRequest(request.method, path, request.url.query.decode(),
-                                       {k.lower(): v for k, v in request.headers.items()}, request.read())
+            recorded = RecordedRequest(
+                request.method,
+                path,
+                request.url.query.decode(),
+                {k.lower(): v for k, v in request.headers.items()},
+                request.read(),
+            )
             self.requests.append(recorded)
             try:
                 return self._dispatch(recorded)
@@ -309,7 +396,7 @@ class OpenAIEmulator:
         self._inject_fault(request)
         if not request.path.startswith(self.base_path + "/"):
             raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
-        sub = request.path[len(self.base_path):]
+        sub = request.path[len(self.base_path) :]
         for method, pattern, handler, auth in _TABLE:
             match = pattern.match(sub)
             if match and method == request.method:
@@ -320,23 +407,36 @@ class OpenAIEmulator:
 
     def _inject_fault(self, request: RecordedRequest) -> None:
         for fault in self._faults:
-            if fault.remaining > 0 and fault.method in ("*", request.method) and self._path_matches(request.path, fault.pattern):
+            if (
+                fault.remaining > 0
+                and fault.method in ("*", request.method)
+                and self._path_matches(request.path, fault.pattern)
+            ):
                 fault.remaining -= 1
                 raise _fault_error(fault)
 
     def _path_matches(self, path: str, pattern: str) -> bool:
-        short = path[len(self.base_path):] if path.startswith(self.base_path + "/") else path
+        short = path[len(self.base_path) :] if path.startswith(self.base_path + "/") else path
         return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(short, pattern)
 
     def _authenticate(self, request: RecordedRequest, auth: str) -> AdminKey | ApiKey:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
-                                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
         now = self._now()
-        admin = next((k for k in self.admin_keys.values()
-                      if k.value == token and not k.deleted and (k.expires_at is None or k.expires_at > now)), None)
+        admin = next(
+            (
+                k
+                for k in self.admin_keys.values()
+                if k.value == token and not k.deleted and (k.expires_at is None or k.expires_at > now)
+            ),
+            None,
+        )
         key = self._key_by_value(token)
         live_key = key if key is not None and self._alive(key) else None
         principal: AdminKey | ApiKey | None = admin if auth == "admin" else live_key
@@ -344,25 +444,39 @@ class OpenAIEmulator:
             principal.last_used_at = now
             return principal
         if admin is not None or live_key is not None:
-            raise ApiError(403, "You have insufficient permissions for this operation. Missing scopes: "
-                                + ("api.management.read." if auth == "admin" else "api.model.read."))
-        raise ApiError(401, f"Incorrect API key provided: {_mask(token)}. You can find your API key at "
-                            "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+            raise ApiError(
+                403,
+                "You have insufficient permissions for this operation. Missing scopes: "
+                + ("api.management.read." if auth == "admin" else "api.model.read."),
+            )
+        raise ApiError(
+            401,
+            f"Incorrect API key provided: {_mask(token)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
 
     # ---- data plane ------------------------------------------------------------------------
 
     def _list_models(self, call: _Call) -> Body:
         models = ("gpt-4o-mini", "gpt-4o", "gpt-4.1")
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
-                                           for m in models]}
+        return {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in models],
+        }
 
     def _me(self, call: _Call) -> Body:
         key = call.actor
         assert isinstance(key, ApiKey)
         owner = self.users.get(key.owner_id)
         name = owner.name if owner else self.service_accounts[key.owner_id].name
-        return {"object": "user", "id": key.owner_id, "name": name, "email": owner.email if owner else None,
-                "orgs": {"object": "list", "data": [dict(self.org)]}}
+        return {
+            "object": "user",
+            "id": key.owner_id,
+            "name": name,
+            "email": owner.email if owner else None,
+            "orgs": {"object": "list", "data": [dict(self.org)]},
+        }
 
     # ---- projects --------------------------------------------------------------------------
 
@@ -392,10 +506,14 @@ class OpenAIEmulator:
         project = self._project(call.params["project_id"])
         access = call.query.get("owner_project_access") or "active"
         if access not in ("active", "inactive", "any"):
-            raise ApiError(400, "Invalid 'owner_project_access': expected active, inactive or any.",
-                           param="owner_project_access")
-        keys = [k for k in self.keys.values() if k.project_id == project.id and not k.deleted
-                and access in ("any", k.owner_project_access)]
+            raise ApiError(
+                400, "Invalid 'owner_project_access': expected active, inactive or any.", param="owner_project_access"
+            )
+        keys = [
+            k
+            for k in self.keys.values()
+            if k.project_id == project.id and not k.deleted and access in ("any", k.owner_project_access)
+        ]
         return self._list(keys, call.query, self._key_json)
 
     def _retrieve_project_api_key(self, call: _Call) -> Body:
@@ -404,8 +522,9 @@ class OpenAIEmulator:
     def _delete_project_api_key(self, call: _Call) -> Body:
         key = self._project_key(call)
         if key.owner_type == "service_account":
-            raise ApiError(400, "API keys owned by a service account cannot be deleted. Delete the service account "
-                                "instead.")
+            raise ApiError(
+                400, "API keys owned by a service account cannot be deleted. Delete the service account instead."
+            )
         key.deleted = True
         self._audit("api_key.deleted", key.project_id, {"id": key.id}, call.actor)
         return {"object": "organization.project.api_key.deleted", "id": key.id, "deleted": True}
@@ -436,8 +555,9 @@ class OpenAIEmulator:
         sa = self._service_account(call)
         sa.name = call.body.get("name") or sa.name
         sa.role = call.body.get("role") or sa.role
-        self._audit("service_account.updated", sa.project_id, {"id": sa.id, "changes_requested": {"role": sa.role}},
-                    call.actor)
+        self._audit(
+            "service_account.updated", sa.project_id, {"id": sa.id, "changes_requested": {"role": sa.role}}, call.actor
+        )
         return self._sa_json(sa)
 
     def _delete_service_account(self, call: _Call) -> Body:
@@ -457,8 +577,13 @@ class OpenAIEmulator:
     def _mint_sa_key(self, sa: ServiceAccount, name: str, actor: AdminKey | ApiKey) -> Body:
         key = self.keys[self.add_service_account_key(sa.project_id, sa.id, name=name)[0]]
         self._audit("api_key.created", sa.project_id, {"id": key.id, "data": {"scopes": []}}, actor)
-        return {"object": "organization.project.service_account.api_key", "value": key.value, "name": key.name,
-                "created_at": key.created_at, "id": key.id}
+        return {
+            "object": "organization.project.service_account.api_key",
+            "value": key.value,
+            "name": key.name,
+            "created_at": key.created_at,
+            "id": key.id,
+        }
 
     # ---- admin API keys --------------------------------------------------------------------
 
@@ -497,18 +622,28 @@ class OpenAIEmulator:
     def _audit_logs(self, call: _Call) -> Body:
         query, bounds = call.query, call.query.nested("effective_at")
         tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
-        filters = {"type": set(query.getlist("event_types")), "project": set(query.getlist("project_ids")),
-                   "resource": set(query.getlist("resource_ids")), "actor": set(query.getlist("actor_ids"))}
+        filters = {
+            "type": set(query.getlist("event_types")),
+            "project": set(query.getlist("project_ids")),
+            "resource": set(query.getlist("resource_ids")),
+            "actor": set(query.getlist("actor_ids")),
+        }
         events = [
-            e for e in reversed(self.audit_events)
+            e
+            for e in reversed(self.audit_events)
             if all(not wanted or _audit_field(e, name) in wanted for name, wanted in filters.items())
             and all(tests[op](e["effective_at"], int(v)) for op, v in bounds.items() if op in tests)
         ]
         return self._list(events, query, dict, key=lambda e: e["id"])
 
     def _audit(self, type_: str, project_id: str | None, details: Body, actor: AdminKey | ApiKey) -> None:
-        event: Body = {"id": _new_id("audit_log-", 12), "type": type_, "effective_at": self._now(),
-                       "actor": self._actor_json(actor), type_: details}
+        event: Body = {
+            "id": _new_id("audit_log-", 12),
+            "type": type_,
+            "effective_at": self._now(),
+            "actor": self._actor_json(actor),
+            type_: details,
+        }
         if project_id is not None:
             event["project"] = {"id": project_id, "name": self.projects[project_id].name}
         self._order[event["id"]] = len(self._order)
@@ -516,16 +651,20 @@ class OpenAIEmulator:
 
     # ---- helpers ---------------------------------------------------------------------------
 
-    def _list(self, items: list, query: Query, render: Callable[[Any], Body],
-              key: Callable[[Any], str] = lambda item: item.id) -> Body:
+    def _list(
+        self, items: list, query: Query, render: Callable[[Any], Body], key: Callable[[Any], str] = lambda item: item.id
+    ) -> Body:
         limit = min(100, max(1, query.integer("limit", 20) or 1))
         after = query.get("after")
         if after:
             if after not in self._order:
                 raise ApiError(400, f"Invalid 'after': no object with id '{after}'.", param="after")
             ids = [key(item) for item in items]
-            items = items[ids.index(after) + 1:] if after in ids else [
-                item for item in items if self._order[key(item)] > self._order[after]]
+            items = (
+                items[ids.index(after) + 1 :]
+                if after in ids
+                else [item for item in items if self._order[key(item)] > self._order[after]]
+            )
         page = [render(item) for item in items[:limit]]
         first = key(items[0]) if page else None
         last = key(items[len(page) - 1]) if page else None
@@ -584,44 +723,75 @@ class OpenAIEmulator:
         return key
 
     def _redacted(self, value: str) -> str:
-        return f"{value[:self.redact_head]}...{value[-self.redact_tail:] if self.redact_tail else ''}"
+        return f"{value[: self.redact_head]}...{value[-self.redact_tail :] if self.redact_tail else ''}"
 
     def _project_json(self, p: Project) -> Body:
-        return {"id": p.id, "object": "organization.project", "name": p.name, "created_at": p.created_at,
-                "archived_at": p.archived_at, "status": "archived" if p.archived_at else "active"}
+        return {
+            "id": p.id,
+            "object": "organization.project",
+            "name": p.name,
+            "created_at": p.created_at,
+            "archived_at": p.archived_at,
+            "status": "archived" if p.archived_at else "active",
+        }
 
     def _user_json(self, user_id: str) -> Body:
         u = self.users[user_id]
         return {"id": u.id, "email": u.email, "name": u.name, "created_at": u.created_at, "role": u.role}
 
     def _sa_json(self, sa: ServiceAccount) -> Body:
-        return {"object": "organization.project.service_account", "id": sa.id, "name": sa.name, "role": sa.role,
-                "created_at": sa.created_at}
+        return {
+            "object": "organization.project.service_account",
+            "id": sa.id,
+            "name": sa.name,
+            "role": sa.role,
+            "created_at": sa.created_at,
+        }
 
     def _key_json(self, k: ApiKey) -> Body:
         if k.owner_type == "user":
             owner: Body = {"type": "user", "user": self._user_json(k.owner_id)}
         else:
             sa = self.service_accounts[k.owner_id]
-            owner = {"type": "service_account", "service_account": {"id": sa.id, "name": sa.name,
-                                                                    "created_at": sa.created_at, "role": sa.role}}
-        return {"object": "organization.project.api_key", "redacted_value": self._redacted(k.value), "name": k.name,
-                "created_at": k.created_at, "last_used_at": k.last_used_at, "id": k.id,
-                "owner_project_access": k.owner_project_access, "owner": owner}
+            owner = {
+                "type": "service_account",
+                "service_account": {"id": sa.id, "name": sa.name, "created_at": sa.created_at, "role": sa.role},
+            }
+        return {
+            "object": "organization.project.api_key",
+            "redacted_value": self._redacted(k.value),
+            "name": k.name,
+            "created_at": k.created_at,
+            "last_used_at": k.last_used_at,
+            "id": k.id,
+            "owner_project_access": k.owner_project_access,
+            "owner": owner,
+        }
 
     def _admin_key_json(self, k: AdminKey) -> Body:
         owner = {"type": "user", "object": "organization.user", **self._user_json(k.owner_id), "role": "owner"}
-        return {"object": "organization.admin_api_key", "id": k.id, "name": k.name,
-                "redacted_value": self._redacted(k.value), "created_at": k.created_at, "expires_at": k.expires_at,
-                "last_used_at": k.last_used_at, "owner": owner}
+        return {
+            "object": "organization.admin_api_key",
+            "id": k.id,
+            "name": k.name,
+            "redacted_value": self._redacted(k.value),
+            "created_at": k.created_at,
+            "expires_at": k.expires_at,
+            "last_used_at": k.last_used_at,
+            "owner": owner,
+        }
 
     def _actor_json(self, actor: AdminKey | ApiKey) -> Body:
         if isinstance(actor, AdminKey) or actor.owner_type == "user":
             user = self.users[actor.owner_id]
-            return {"type": "api_key", "api_key": {"id": actor.id, "type": "user",
-                                                   "user": {"id": user.id, "email": user.email}}}
-        return {"type": "api_key", "api_key": {"id": actor.id, "type": "service_account",
-                                               "service_account": {"id": actor.owner_id}}}
+            return {
+                "type": "api_key",
+                "api_key": {"id": actor.id, "type": "user", "user": {"id": user.id, "email": user.email}},
+            }
+        return {
+            "type": "api_key",
+            "api_key": {"id": actor.id, "type": "service_account", "service_account": {"id": actor.owner_id}},
+        }
 
 
 def _fault_error(fault: _Fault) -> ApiError:
@@ -662,7 +832,9 @@ def _json_body(request: RecordedRequest) -> Body:
 
 
 def _json_response(status: int, body: Body, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers={"x-request-id": "req_" + secrets.token_hex(16), **(headers or {})})
+    return httpx.Response(
+        status, json=body, headers={"x-request-id": "req_" + secrets.token_hex(16), **(headers or {})}
+    )
 
 
 def _mask(token: str) -> str:
@@ -672,14 +844,14 @@ def _mask(token: str) -> str:
     return token[:8] + "*" * min(len(token) - 12, 32) + token[-4:]
 
 
-def _epoch(when: datetime | float | int) -> int:
+def _epoch(when: datetime | float) -> int:
     if isinstance(when, datetime):
-        aware = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        aware = when if when.tzinfo else when.replace(tzinfo=UTC)
         return int(aware.timestamp())
     return int(when)
 
 
-def _epoch_or_none(when: datetime | float | int | None) -> int | None:
+def _epoch_or_none(when: datetime | float | None) -> int | None:
     return None if when is None else _epoch(when)
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qsl
 
 #: bucket width -> (seconds, default limit, maximum limit)
@@ -56,7 +57,9 @@ class Query:
 
     def nested(self, name: str) -> dict[str, str]:
         prefix = name + "["
-        return {key[len(prefix) : -1]: value for key, value in self.pairs if key.startswith(prefix) and key.endswith("]")}
+        return {
+            key[len(prefix) : -1]: value for key, value in self.pairs if key.startswith(prefix) and key.endswith("]")
+        }
 
     def integer(self, name: str, default: int | None = None, *, required: bool = False) -> int | None:
         raw = self.get(name)
@@ -233,7 +236,9 @@ def _bucket_index(record: UsageRecord, window: _Window) -> int:
     return (record.at - window.bounds[0][0]) // window.seconds
 
 
-def _page(window: _Window, sums: dict, group_by: tuple[str, ...], dimensions: tuple[str, ...], render) -> dict[str, Any]:
+def _page(
+    window: _Window, sums: dict, group_by: tuple[str, ...], dimensions: tuple[str, ...], render
+) -> dict[str, Any]:
     by_bucket: dict[int, list] = defaultdict(list)
     for (index, values), total in sorted(sums.items(), key=lambda item: repr(item[0])):
         fields = dict.fromkeys(dimensions)

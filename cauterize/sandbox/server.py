@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Self
 
 import httpx
 
@@ -42,7 +43,7 @@ class ServedApp:
         self.server.server_close()
         self.thread.join(timeout=5)
 
-    def __enter__(self) -> "ServedApp":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -66,15 +67,24 @@ def _bridge(handler: Handler) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             host, port = self.server.server_address[:2]
-            request = httpx.Request(self.command, f"http://{host}:{port}{self.path}",
-                                    headers=list(self.headers.items()), content=body)
+            request = httpx.Request(
+                self.command, f"http://{host}:{port}{self.path}", headers=list(self.headers.items()), content=body
+            )
             try:
                 response = handler(request)
                 content = response.read()
-            except Exception as exc:  # a crashed handler is a 500, never a hung client
+            except Exception as exc:  # noqa: BLE001  (a crashed handler must answer 500, not hang the client)
                 response = httpx.Response(500)
-                content = json.dumps({"error": {"message": f"sandbox handler failed: {type(exc).__name__}",
-                                                "type": "server_error", "param": None, "code": None}}).encode()
+                content = json.dumps(
+                    {
+                        "error": {
+                            "message": f"sandbox handler failed: {type(exc).__name__}",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                ).encode()
                 response.headers["content-type"] = "application/json"
             self._reply(response, content)
 
@@ -90,7 +100,7 @@ def _bridge(handler: Handler) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = _handle
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the stdlib's name)
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     return Bridge

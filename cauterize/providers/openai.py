@@ -1,0 +1,608 @@
+"""OpenAI: the admin API client (one method per endpoint) and the ``openai`` provider.
+
+``OpenAIAdmin`` mirrors the endpoints of provider-apis.md 1.1 one for one, the way the official SDK
+calls them: bearer admin key, array query parameters in bracket form (``api_key_ids[]=...``), list
+pages followed with ``after=<last_id>`` until ``has_more`` is false, usage pages with
+``page=<next_page>``. Every answer goes through ``_error_for``, the one place where OpenAI's
+status codes become cauterize errors; provider messages are masked before they are quoted.
+
+``OpenAIProvider`` implements the provider protocol on top of it: liveness through
+``GET /models``, identification by walking every project's keys and matching ``redacted_value``,
+revocation (a user key is deleted; a service-account key dies with its service account), minting
+through a new service account, and per-key completions usage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from cauterize.errors import (
+    AdminAuthError,
+    InputError,
+    KeyNotFound,
+    ManualStepRequired,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
+from cauterize.providers.base import (
+    KeyIdentity,
+    Liveness,
+    MintedKey,
+    ProviderSettings,
+    RevokeResult,
+    Usage,
+    UsageBucket,
+    register,
+)
+from cauterize.secret import Secret, scrub
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+Json = dict[str, Any]
+Params = list[tuple[str, str]]
+
+_ADMIN_REMEDIATION = (
+    "Set OPENAI_ADMIN_KEY (or the runbook's providers.openai.admin_key) to an admin key of this organisation "
+    "(sk-admin-..., from platform.openai.com/settings/organization/admin-keys); project and service-account "
+    "keys cannot call the admin API."
+)
+_KEYLIKE = re.compile(r"\b(?:sk|sess)-[A-Za-z0-9_*\-]{4,}")
+#: the largest usage page per bucket width (provider-apis.md 1.1)
+_USAGE_LIMITS = {"1m": 1440, "1h": 168, "1d": 31}
+
+
+class OpenAIAdmin:
+    """OpenAI's organisation admin API. ``client`` carries the base URL and the admin bearer."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+        page_size: int = 100,
+    ):
+        self._client = client
+        self._policy = policy
+        self._sleep = sleep
+        self.page_size = page_size
+
+    # ---- projects --------------------------------------------------------------------------
+
+    def list_projects(
+        self, *, after: str | None = None, limit: int | None = None, include_archived: bool | None = None
+    ) -> Json:
+        """``GET /organization/projects``: one page of projects."""
+        return self._get("organization/projects", _params(after=after, limit=limit, include_archived=include_archived))
+
+    def iter_projects(self, *, include_archived: bool = True) -> Iterator[Json]:
+        """Every project, page after page (``list_projects`` with ``after=<last_id>``)."""
+        return _pages(
+            lambda after: self.list_projects(after=after, limit=self.page_size, include_archived=include_archived)
+        )
+
+    # ---- project API keys ------------------------------------------------------------------
+
+    def list_project_api_keys(
+        self,
+        project_id: str,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        owner_project_access: str | None = None,
+    ) -> Json:
+        """``GET /organization/projects/{project_id}/api_keys``: one page of a project's keys."""
+        params = _params(after=after, limit=limit, owner_project_access=owner_project_access)
+        return self._get(f"organization/projects/{project_id}/api_keys", params, not_found=KeyNotFound)
+
+    def iter_project_api_keys(self, project_id: str, *, owner_project_access: str = "any") -> Iterator[Json]:
+        """Every key of a project (``any`` includes keys whose owner lost access to the project)."""
+        return _pages(
+            lambda after: self.list_project_api_keys(
+                project_id, after=after, limit=self.page_size, owner_project_access=owner_project_access
+            )
+        )
+
+    def retrieve_project_api_key(self, project_id: str, key_id: str) -> Json:
+        """``GET /organization/projects/{project_id}/api_keys/{key_id}``."""
+        return self._get(f"organization/projects/{project_id}/api_keys/{key_id}", not_found=KeyNotFound)
+
+    def delete_project_api_key(self, project_id: str, key_id: str) -> Json:
+        """``DELETE /organization/projects/{project_id}/api_keys/{key_id}``: 400 for a service-account key."""
+        return self._call("DELETE", f"organization/projects/{project_id}/api_keys/{key_id}", not_found=KeyNotFound)
+
+    # ---- service accounts ------------------------------------------------------------------
+
+    def list_project_service_accounts(
+        self, project_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> Json:
+        """``GET /organization/projects/{project_id}/service_accounts``: one page."""
+        return self._get(f"organization/projects/{project_id}/service_accounts", _params(after=after, limit=limit))
+
+    def create_project_service_account(
+        self, project_id: str, name: str, *, create_service_account_only: bool = False
+    ) -> Json:
+        """``POST /organization/projects/{project_id}/service_accounts``: the answer holds ``api_key.value``."""
+        body: Json = {"name": name}
+        if create_service_account_only:
+            body["create_service_account_only"] = True
+        return self._call("POST", f"organization/projects/{project_id}/service_accounts", json=body)
+
+    def retrieve_project_service_account(self, project_id: str, sa_id: str) -> Json:
+        """``GET /organization/projects/{project_id}/service_accounts/{sa_id}``."""
+        return self._get(f"organization/projects/{project_id}/service_accounts/{sa_id}", not_found=KeyNotFound)
+
+    def delete_project_service_account(self, project_id: str, sa_id: str) -> Json:
+        """``DELETE /organization/projects/{project_id}/service_accounts/{sa_id}``: its keys die with it."""
+        return self._call(
+            "DELETE", f"organization/projects/{project_id}/service_accounts/{sa_id}", not_found=KeyNotFound
+        )
+
+    def create_service_account_api_key(self, project_id: str, sa_id: str, name: str | None = None) -> Json:
+        """``POST /organization/projects/{project_id}/service_accounts/{sa_id}/api_keys``."""
+        body = {"name": name} if name else {}
+        return self._call("POST", f"organization/projects/{project_id}/service_accounts/{sa_id}/api_keys", json=body)
+
+    # ---- admin API keys --------------------------------------------------------------------
+
+    def list_admin_api_keys(
+        self, *, after: str | None = None, limit: int | None = None, order: str | None = None
+    ) -> Json:
+        """``GET /organization/admin_api_keys``: one page."""
+        return self._get("organization/admin_api_keys", _params(after=after, limit=limit, order=order))
+
+    def iter_admin_api_keys(self) -> Iterator[Json]:
+        """Every admin key, page after page."""
+        return _pages(lambda after: self.list_admin_api_keys(after=after, limit=self.page_size))
+
+    def delete_admin_api_key(self, key_id: str) -> Json:
+        """``DELETE /organization/admin_api_keys/{key_id}``."""
+        return self._call("DELETE", f"organization/admin_api_keys/{key_id}", not_found=KeyNotFound)
+
+    # ---- usage and costs -------------------------------------------------------------------
+
+    def usage_completions(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        bucket_width: str | None = None,
+        api_key_ids: list[str] | None = None,
+        project_ids: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+        page: str | None = None,
+    ) -> Json:
+        """``GET /organization/usage/completions``: one page of time buckets."""
+        return self._get(
+            "organization/usage/completions",
+            _params(
+                start_time=start_time,
+                end_time=end_time,
+                bucket_width=bucket_width,
+                api_key_ids=api_key_ids,
+                project_ids=project_ids,
+                group_by=group_by,
+                limit=limit,
+                page=page,
+            ),
+        )
+
+    def iter_usage_completions(self, **query: Any) -> Iterator[Json]:
+        """Every bucket of ``usage_completions``, following ``page=<next_page>``."""
+        return _usage_pages(lambda page: self.usage_completions(**query, page=page))
+
+    def costs(
+        self,
+        *,
+        start_time: int,
+        end_time: int | None = None,
+        api_key_ids: list[str] | None = None,
+        project_ids: list[str] | None = None,
+        group_by: list[str] | None = None,
+        limit: int | None = None,
+        page: str | None = None,
+    ) -> Json:
+        """``GET /organization/costs``: one page of daily buckets."""
+        return self._get(
+            "organization/costs",
+            _params(
+                start_time=start_time,
+                end_time=end_time,
+                bucket_width="1d",
+                api_key_ids=api_key_ids,
+                project_ids=project_ids,
+                group_by=group_by,
+                limit=limit,
+                page=page,
+            ),
+        )
+
+    def iter_costs(self, **query: Any) -> Iterator[Json]:
+        """Every bucket of ``costs``, following ``page=<next_page>``."""
+        return _usage_pages(lambda page: self.costs(**query, page=page))
+
+    # ---- the one boundary ------------------------------------------------------------------
+
+    def _get(self, path: str, params: Params | None = None, **kwargs: Any) -> Json:
+        return self._call("GET", path, params=params, **kwargs)
+
+    def _call(
+        self, method: str, path: str, *, not_found: type[ProviderError] = ProviderRejected, **kwargs: Any
+    ) -> Json:
+        what = f"OpenAI {method} /{path}"
+        response = send(self._client, method, path, what=what, policy=self._policy, sleep=self._sleep, **kwargs)
+        if response.status_code >= 400:
+            raise _error_for(response, what, not_found)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(f"{what}: the answer ({response.status_code}) was not JSON") from exc
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(f"{what}: the answer was not a JSON object")
+        return body
+
+
+def _error_for(response: httpx.Response, what: str, not_found: type[ProviderError]) -> ProviderError:
+    """Map an OpenAI error answer to a cauterize error (quoting OpenAI's message, masked)."""
+    status, message = response.status_code, provider_message(response)
+    if status in (401, 403):
+        return AdminAuthError(
+            f"the OpenAI admin key was rejected ({status}): {message}", remediation=_ADMIN_REMEDIATION
+        )
+    if status == 404:
+        return not_found(f"{what}: not found (404): {message}")
+    return ProviderRejected(f"{what}: OpenAI refused the request ({status}): {message}")
+
+
+def provider_message(response: httpx.Response) -> str:
+    """``error.message`` of an OpenAI error body, with anything key-shaped masked."""
+    try:
+        error = response.json().get("error") or {}
+        message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = ""
+    message = scrub(_KEYLIKE.sub("[key redacted]", message or response.reason_phrase or "no message"))
+    return " ".join(message.split())[:300]
+
+
+def _params(**values: Any) -> Params:
+    """Query parameters as the official SDK sends them: arrays bracketed, booleans lower-case."""
+    params: Params = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            params.extend((f"{name}[]", str(item)) for item in value)
+        elif isinstance(value, bool):
+            params.append((name, "true" if value else "false"))
+        else:
+            params.append((name, str(value)))
+    return params
+
+
+def _pages(fetch: Callable[[str | None], Json]) -> Iterator[Json]:
+    after: str | None = None
+    while True:
+        page = fetch(after)
+        yield from page.get("data") or []
+        last = page.get("last_id")
+        if not page.get("has_more") or not last or last == after:
+            return
+        after = last
+
+
+def _usage_pages(fetch: Callable[[str | None], Json]) -> Iterator[Json]:
+    page: str | None = None
+    while True:
+        body = fetch(page)
+        yield from body.get("data") or []
+        following = body.get("next_page")
+        if not body.get("has_more") or not following or following == page:
+            return
+        page = following
+
+
+@register("openai")
+class OpenAIProvider:
+    """The ``openai`` provider: ``OpenAIProvider(ProviderSettings(admin_key=Secret(...)))``."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = settings
+        self._base_url = settings.base_url or DEFAULT_BASE_URL
+        self._policy, self._sleep = policy, sleep
+        self._data = new_client(self._base_url, timeout=settings.timeout, transport=settings.transport)
+        self._admin: OpenAIAdmin | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(base_url={self._base_url!r})"
+
+    @property
+    def admin(self) -> OpenAIAdmin:
+        """The admin API client, created on first use (``check`` needs no admin key)."""
+        if self._admin is None:
+            key = self.settings.admin_key
+            if key is None:
+                raise InputError(
+                    "no OpenAI admin key: set OPENAI_ADMIN_KEY or providers.openai.admin_key",
+                    remediation=_ADMIN_REMEDIATION,
+                )
+            client = new_client(
+                self._base_url, headers=_bearer(key), timeout=self.settings.timeout, transport=self.settings.transport
+            )
+            self._admin = OpenAIAdmin(client, policy=self._policy, sleep=self._sleep)
+        return self._admin
+
+    def close(self) -> None:
+        self._data.close()
+        if self._admin is not None:
+            self._admin._client.close()
+
+    # ---- check -----------------------------------------------------------------------------
+
+    def check(self, key: Secret) -> Liveness:
+        """``GET /models`` with the key (an admin key: ``GET /organization/admin_api_keys``): 200 live, 401 dead."""
+        path, params = ("organization/admin_api_keys", {"limit": "1"}) if _kind(key) == "admin" else ("models", None)
+        try:
+            response = send(
+                self._data,
+                "GET",
+                path,
+                what=f"OpenAI liveness of {key.fingerprint}",
+                policy=self._policy,
+                sleep=self._sleep,
+                headers=_bearer(key),
+                params=params,
+            )
+        except (RateLimited, ProviderUnavailable):
+            return Liveness.UNKNOWN
+        return {200: Liveness.LIVE, 401: Liveness.DEAD}.get(response.status_code, Liveness.UNKNOWN)
+
+    # ---- identify --------------------------------------------------------------------------
+
+    def identify(self, key: Secret) -> KeyIdentity:
+        """Find the key by its ``redacted_value``: admin keys, or every project's keys (hinted project first)."""
+        if _kind(key) == "admin":
+            matches = [(None, k) for k in self.admin.iter_admin_api_keys() if _redaction_matches(k, key)]
+            return self._choose(matches, key, [])
+        notes: list[str] = []
+        matches: list[tuple[str | None, Json]] = []
+        for project_id in self._projects_to_search(notes):
+            found = [
+                (project_id, k) for k in self.admin.iter_project_api_keys(project_id) if _redaction_matches(k, key)
+            ]
+            matches.extend(found)
+            if project_id == self.settings.project and len(found) == 1:
+                notes.append(f"matched in the runbook's project {project_id}; other projects were not searched")
+                break
+        return self._choose(matches, key, notes)
+
+    def _projects_to_search(self, notes: list[str]) -> Iterator[str]:
+        hint = self.settings.project
+        if hint:
+            try:
+                self.admin.list_project_api_keys(hint, limit=1, owner_project_access="any")
+                yield hint
+            except KeyNotFound:
+                notes.append(f"the runbook's project {hint} does not exist in this organisation")
+        for project in self.admin.iter_projects(include_archived=True):
+            if project["id"] != hint:
+                yield project["id"]
+
+    def _choose(self, matches: list[tuple[str | None, Json]], key: Secret, notes: list[str]) -> KeyIdentity:
+        if not matches:
+            raise KeyNotFound(f"no OpenAI key listed by this admin key matches the leaked key {key.fingerprint}")
+        expected = {"proj": "user", "svcacct": "service_account", "service": "service_account"}.get(_kind(key))
+
+        def rank(match: tuple[str | None, Json]) -> tuple[bool, int, int]:
+            owner_type = (match[1].get("owner") or {}).get("type")
+            return (owner_type == expected, match[1].get("last_used_at") or 0, match[1].get("created_at") or 0)
+
+        project_id, chosen = max(matches, key=rank)
+        if len(matches) > 1:
+            others = ", ".join(m[1]["id"] for m in matches if m[1] is not chosen)
+            notes.append(
+                f"ambiguous: {len(matches)} OpenAI keys match the leaked key's redacted form; chose "
+                f"{chosen['id']} (owner type fitting the key prefix, then most recently used) over {others}; "
+                "confirm in the OpenAI console"
+            )
+        return _identity(project_id, chosen, notes)
+
+    # ---- revoke ----------------------------------------------------------------------------
+
+    def revoke(self, identity: KeyIdentity) -> RevokeResult:
+        """Delete a user key; delete the service account of a service-account key; delete an admin key."""
+        if not identity.key_id:
+            raise InputError("cannot revoke an OpenAI key without its key id; identify it first")
+        if identity.owner_type == "admin":
+            return self._revoke_with(
+                identity, "deleted-admin-key", lambda: self.admin.delete_admin_api_key(identity.key_id)
+            )
+        project = _project_of(identity)
+        if identity.owner_type == "service_account" and identity.owner_id:
+            return self._revoke_service_account(identity, project, identity.owner_id)
+        try:
+            return self._revoke_with(
+                identity, "deleted-key", lambda: self.admin.delete_project_api_key(project, identity.key_id)
+            )
+        except ProviderRejected:  # 400: the key belongs to a service account after all
+            owner = self._owner_of(project, identity.key_id)
+            if owner.get("type") != "service_account":
+                raise
+            return self._revoke_service_account(identity, project, owner["service_account"]["id"])
+
+    def _revoke_service_account(self, identity: KeyIdentity, project: str, sa_id: str) -> RevokeResult:
+        siblings = self._sibling_keys(project, sa_id, identity.key_id)
+        result = self._revoke_with(
+            identity, "deleted-service-account", lambda: self.admin.delete_project_service_account(project, sa_id)
+        )
+        if result.action != "deleted-service-account":
+            return result
+        if siblings is None:
+            consequence = "every other key it held was revoked too; find and replace any other use of it"
+        elif siblings:
+            consequence = f"its other keys {', '.join(siblings)} were revoked too; replace them wherever they are used"
+        else:
+            consequence = "it held no other key"
+        item = f"service account {sa_id} in project {project} was deleted to revoke {identity.key_id}: {consequence}"
+        return RevokeResult(result.identity, result.action, (item,))
+
+    def _revoke_with(self, identity: KeyIdentity, action: str, delete: Callable[[], Json]) -> RevokeResult:
+        try:
+            delete()
+        except KeyNotFound:
+            return RevokeResult(identity, "already-revoked")
+        return RevokeResult(identity, action)
+
+    def _owner_of(self, project: str, key_id: str) -> Json:
+        return self.admin.retrieve_project_api_key(project, key_id).get("owner") or {}
+
+    def _sibling_keys(self, project: str, sa_id: str, key_id: str) -> list[str] | None:
+        """Other keys of the service account, to name in the action item (None if they could not be listed)."""
+        try:
+            return [
+                k["id"]
+                for k in self.admin.iter_project_api_keys(project)
+                if ((k.get("owner") or {}).get("service_account") or {}).get("id") == sa_id and k["id"] != key_id
+            ]
+        except ProviderError:
+            return None  # the revocation goes ahead; the action item then names no ids
+
+    # ---- mint ------------------------------------------------------------------------------
+
+    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+        """Create a service account named ``name`` in ``like.project``; its key is the replacement."""
+        if self.settings.mint == "manual" or like.owner_type == "admin":
+            raise ManualStepRequired(
+                f"create the replacement OpenAI key for {like.key_id} in the console "
+                "(platform.openai.com) and paste it into the prompt"
+            )
+        project = _project_of(like)
+        created = self.admin.create_project_service_account(project, name)
+        api_key = created.get("api_key") or {}
+        if not api_key.get("value"):
+            raise ProviderRejected(f"OpenAI created service account {created.get('id')} without an API key")
+        identity = KeyIdentity(
+            "openai", api_key.get("id"), project, "service_account", created.get("id"), created.get("name") or name
+        )
+        return MintedKey(Secret(api_key["value"]), identity)
+
+    # ---- usage -----------------------------------------------------------------------------
+
+    def usage(self, identity: KeyIdentity, start: datetime, end: datetime, bucket: str) -> Usage:
+        """Completions usage of the key over ``[start, end)``, all pages; daily costs when ``bucket`` is ``1d``."""
+        if bucket not in _USAGE_LIMITS:
+            raise InputError(f"bucket '{bucket}' is not one of {', '.join(_USAGE_LIMITS)}")
+        if not identity.key_id:
+            raise InputError("cannot read OpenAI usage without the key id; identify the key first")
+        window = {
+            "start_time": _unix(start),
+            "end_time": _unix(end, ceil=True),
+            "api_key_ids": [identity.key_id],
+            "group_by": ["api_key_id"],
+        }
+        buckets: dict[int, dict[str, Any]] = {}
+        for item in self.admin.iter_usage_completions(**window, bucket_width=bucket, limit=_USAGE_LIMITS[bucket]):
+            total = buckets.setdefault(item["start_time"], {"end": item["end_time"], "in": 0, "out": 0, "req": 0})
+            for result in _own_results(item, identity.key_id):
+                total["in"] += result.get("input_tokens") or 0
+                total["out"] += result.get("output_tokens") or 0
+                total["req"] += result.get("num_model_requests") or 0
+        costs, limitations = (
+            self._costs(window)
+            if bucket == "1d"
+            else ({}, ["OpenAI reports cost per day only: ask for bucket 1d to include cost"])
+        )
+        if not any(t["req"] or t["in"] or t["out"] for t in buckets.values()):
+            limitations.insert(
+                0,
+                f"OpenAI reported no completions usage for {identity.key_id} in this window "
+                "(other endpoints such as embeddings, images and audio are not counted)",
+            )
+        return Usage(
+            tuple(
+                UsageBucket(_utc(s), _utc(t["end"]), t["in"], t["out"], t["req"], costs.get(s) if costs else None)
+                for s, t in sorted(buckets.items())
+            ),
+            tuple(limitations),
+        )
+
+    def _costs(self, window: Json) -> tuple[dict[int, float], list[str]]:
+        try:
+            costs: dict[int, float] = {}
+            for item in self.admin.iter_costs(**window, limit=180):
+                results = _own_results(item, window["api_key_ids"][0])
+                amount = sum(float((r.get("amount") or {}).get("value") or 0) for r in results)
+                costs[item["start_time"]] = costs.get(item["start_time"], 0.0) + amount
+            return costs, []
+        except ProviderRejected as exc:
+            return {}, [f"OpenAI costs were not available: {exc.message}"]
+
+
+def _own_results(bucket: Json, key_id: str) -> list[Json]:
+    return [r for r in bucket.get("results") or [] if r.get("api_key_id") in (key_id, None)]
+
+
+def _identity(project_id: str | None, key: Json, notes: list[str]) -> KeyIdentity:
+    owner = key.get("owner") or {}
+    owner_type = "admin" if key.get("object") == "organization.admin_api_key" else owner.get("type")
+    owner_id = owner.get("id") if owner_type == "admin" else (owner.get(owner_type or "") or {}).get("id")
+    return KeyIdentity("openai", key["id"], project_id, owner_type, owner_id, key.get("name"), tuple(notes))
+
+
+def _redaction_matches(listed: Json, key: Secret) -> bool:
+    """Does the key fit the listed ``redacted_value`` (head, ``...``, tail; lengths not assumed)?"""
+    redacted = str(listed.get("redacted_value") or "")
+    for ellipsis in ("...", "\u2026"):
+        head, found, tail = redacted.partition(ellipsis)
+        if found:
+            break
+    else:
+        head, tail = redacted.split("*", 1)[0], redacted.rsplit("*", 1)[-1] if "*" in redacted else ""
+    head, tail = head.rstrip("*"), tail.lstrip("*")
+    value = key.reveal()
+    return bool(tail) and len(value) >= len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
+
+
+def _kind(key: Secret) -> str | None:
+    match = re.match(r"sk-(proj|svcacct|service|admin)-", key.reveal())
+    return match.group(1) if match else None
+
+
+def _bearer(key: Secret) -> dict[str, str]:
+    value = key.reveal()
+    if not value.isascii() or not value.isprintable():
+        raise InputError(f"the key {key.fingerprint} holds characters that cannot be sent in an HTTP header")
+    return {"Authorization": f"Bearer {value}"}
+
+
+def _project_of(identity: KeyIdentity) -> str:
+    if not identity.project:
+        raise InputError(f"the OpenAI key {identity.key_id} has no project in its identity; identify it again")
+    return identity.project
+
+
+def _unix(when: datetime, *, ceil: bool = False) -> int:
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    stamp = aware.timestamp()
+    return int(stamp) + (1 if ceil and stamp % 1 else 0)
+
+
+def _utc(stamp: int) -> datetime:
+    return datetime.fromtimestamp(stamp, tz=UTC)

@@ -1,0 +1,278 @@
+"""The openai provider against the OpenAI emulator: through MockTransport and over a real socket."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from cauterize.errors import AdminAuthError, InputError, KeyNotFound, ManualStepRequired
+from cauterize.providers.base import KeyIdentity, Liveness, ProviderSettings, get_provider
+from cauterize.providers.openai import OpenAIProvider
+from cauterize.sandbox.openai import new_key_value
+from cauterize.sandbox.server import serve
+from cauterize.secret import Secret
+
+
+def twin_of(value: str) -> str:
+    """Another fake key with the same redacted form (same first 8 and last 4 characters)."""
+    return value[:8] + new_key_value("proj")[8:-4] + value[-4:]
+
+
+def test_identify_walks_every_page_and_sees_inactive_owners(provider, emulator):
+    for index in range(3):
+        emulator.add_user_key(emulator.add_project(f"team-{index}"))
+    project = emulator.add_project("prod")
+    for index in range(130):
+        emulator.add_user_key(project, name=f"key-{index}")
+    key_id, value = emulator.add_user_key(project, name="leaked", owner_project_access="inactive")
+
+    identity = provider.identify(Secret(value))
+
+    assert identity == KeyIdentity("openai", key_id, project, "user", emulator.keys[key_id].owner_id, "leaked")
+    listings = emulator.calls("GET", "/organization/projects/*/api_keys")
+    assert all(call.params.get("owner_project_access") == "any" for call in listings)
+    assert any(call.params.get("after") for call in listings if project in call.path)  # page 2 was read
+    (projects,) = emulator.calls("GET", "/organization/projects")
+    assert projects.params.get("include_archived") == "true"
+
+
+def test_identify_follows_project_pages(provider, emulator):
+    projects = [emulator.add_project(f"p{index}") for index in range(101)]
+    key_id, value = emulator.add_user_key(projects[-1])
+    assert provider.identify(Secret(value)).key_id == key_id
+    assert len(emulator.calls("GET", "/organization/projects")) == 2
+
+
+def test_identify_breaks_ties_and_says_it_was_ambiguous(provider, emulator, clock):
+    project = emulator.add_project("prod")
+    sa = emulator.add_service_account(project, "ci")
+    leaked_id, value = emulator.add_user_key(project, name="laptop", last_used_at=clock.now - timedelta(days=2))
+    newer_id, _ = emulator.add_user_key(project, twin_of(value), name="twin", last_used_at=clock.now)
+    sa_twin_id, _ = emulator.add_service_account_key(project, sa, twin_of(value), last_used_at=clock.now)
+    emulator.add_user_key(project)  # a key that does not match at all
+
+    identity = provider.identify(Secret(value))
+
+    assert identity.key_id == newer_id  # a user key (fits sk-proj-), then the most recently used
+    (note,) = identity.notes
+    assert "ambiguous: 3" in note and leaked_id in note and sa_twin_id in note
+    assert value not in note
+
+
+def test_identify_unknown_key_raises_key_not_found(provider, emulator):
+    emulator.add_user_key(emulator.add_project("prod"))
+    leaked = Secret(new_key_value("proj"))
+    with pytest.raises(KeyNotFound) as caught:
+        provider.identify(leaked)
+    assert leaked.fingerprint in str(caught.value) and leaked.reveal() not in str(caught.value)
+
+
+def test_identify_searches_the_hinted_project_first(make_provider, emulator):
+    for index in range(5):
+        emulator.add_user_key(emulator.add_project(f"other-{index}"))
+    project = emulator.add_project("prod")
+    key_id, value = emulator.add_user_key(project)
+    identity = make_provider(project=project).identify(Secret(value))
+    assert identity.key_id == key_id and "other projects were not searched" in identity.notes[0]
+    assert not emulator.calls("GET", "/organization/projects")
+
+
+def test_revoke_user_key_makes_it_dead(provider, emulator):
+    project = emulator.add_project("prod")
+    key_id, value = emulator.add_user_key(project)
+    leaked = Secret(value)
+    assert provider.check(leaked) is Liveness.LIVE
+
+    result = provider.revoke(provider.identify(leaked))
+
+    assert result.action == "deleted-key" and result.action_items == ()
+    assert provider.check(leaked) is Liveness.DEAD
+    assert [e["api_key.deleted"]["id"] for e in emulator.audit_events] == [key_id]
+    assert provider.revoke(result.identity).action == "already-revoked"
+
+
+def test_revoke_service_account_key_deletes_the_service_account(provider, emulator):
+    project = emulator.add_project("prod")
+    sa = emulator.add_service_account(project, "deploy bot")
+    _, value = emulator.add_service_account_key(project, sa)
+    sibling_id, sibling = emulator.add_service_account_key(project, sa, name="batch jobs")
+
+    identity = provider.identify(Secret(value))
+    assert (identity.owner_type, identity.owner_id) == ("service_account", sa)
+    result = provider.revoke(identity)
+
+    assert result.action == "deleted-service-account"
+    assert emulator.service_accounts[sa].deleted
+    assert not emulator.is_live(value) and not emulator.is_live(sibling)
+    (item,) = result.action_items
+    assert sa in item and sibling_id in item and "revoked too" in item
+    assert not emulator.calls("DELETE", "/organization/projects/*/api_keys/*")
+
+
+def test_revoke_falls_back_to_the_service_account_when_the_owner_was_unknown(provider, emulator):
+    project = emulator.add_project("prod")
+    sa = emulator.add_service_account(project)
+    key_id, value = emulator.add_service_account_key(project, sa)
+    result = provider.revoke(KeyIdentity("openai", key_id, project))  # e.g. from an old incident record
+    assert result.action == "deleted-service-account" and not emulator.is_live(value)
+
+
+def test_a_429_on_delete_is_retried_after_retry_after(provider, emulator, sleeps):
+    project = emulator.add_project("prod")
+    _, value = emulator.add_user_key(project)
+    identity = provider.identify(Secret(value))
+    emulator.fail_next("DELETE", "/organization/projects/*/api_keys/*", status=429, retry_after=1)
+
+    result = provider.revoke(identity)
+
+    assert result.action == "deleted-key"
+    assert sleeps == [1.0]
+    assert len(emulator.calls("DELETE")) == 2
+    assert [e["type"] for e in emulator.audit_events] == ["api_key.deleted"]  # deleted exactly once
+    assert not emulator.is_live(value)
+
+
+@pytest.mark.parametrize("wrong", ["unknown admin key", "project key"])
+def test_a_rejected_admin_key_raises_admin_auth_error_without_the_key(make_provider, emulator, wrong):
+    project = emulator.add_project("prod")
+    _, value = emulator.add_user_key(project)
+    bad = new_key_value("admin") if wrong == "unknown admin key" else emulator.add_user_key(project)[1]
+    provider = make_provider(admin_key=Secret(bad))
+
+    with pytest.raises(AdminAuthError) as caught:
+        provider.identify(Secret(value))
+
+    error = caught.value
+    text = " ".join([str(error), repr(error), error.remediation, error.one_line()])
+    assert "the OpenAI admin key was rejected (40" in str(error)
+    assert bad not in text and value not in text and bad[8:-4] not in text
+    assert "OPENAI_ADMIN_KEY" in error.remediation
+
+
+def test_missing_admin_key_is_an_input_error_but_check_still_works(make_provider, emulator):
+    _, value = emulator.add_user_key(emulator.add_project("prod"))
+    provider = make_provider(admin_key=None)
+    assert provider.check(Secret(value)) is Liveness.LIVE
+    with pytest.raises(InputError, match="OPENAI_ADMIN_KEY"):
+        provider.identify(Secret(value))
+
+
+def test_check_is_unknown_when_openai_keeps_failing(provider, emulator, sleeps):
+    _, value = emulator.add_user_key(emulator.add_project("prod"))
+    emulator.fail_next("GET", "/models", status=500, count=4)
+    assert provider.check(Secret(value)) is Liveness.UNKNOWN
+    assert len(sleeps) == 3
+    assert provider.check(Secret(value)) is Liveness.LIVE
+
+
+def test_check_is_unknown_when_the_network_is_down(make_provider):
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    provider = make_provider(transport=httpx.MockTransport(refuse))
+    assert provider.check(Secret(new_key_value("proj"))) is Liveness.UNKNOWN
+
+
+def test_check_of_an_admin_key_uses_the_admin_api(provider, emulator, admin_key):
+    assert provider.check(Secret(admin_key)) is Liveness.LIVE
+    assert provider.check(Secret(new_key_value("admin"))) is Liveness.DEAD
+
+
+def test_admin_key_identify_and_revoke(provider, emulator):
+    leaked = Secret(emulator.add_admin_key("leaked in ci"))
+    identity = provider.identify(leaked)
+    assert (identity.owner_type, identity.name, identity.project) == ("admin", "leaked in ci", None)
+    assert provider.revoke(identity).action == "deleted-admin-key"
+    assert provider.check(leaked) is Liveness.DEAD
+
+
+def test_mint_returns_a_live_service_account_key(provider, emulator):
+    project = emulator.add_project("prod")
+    _, value = emulator.add_user_key(project)
+    like = provider.identify(Secret(value))
+
+    minted = provider.mint(like, "cauterize-replacement")
+
+    assert provider.check(minted.secret) is Liveness.LIVE
+    assert minted.secret.reveal().startswith("sk-svcacct-")
+    sa = emulator.service_accounts[minted.identity.owner_id]
+    assert (sa.name, sa.project_id) == ("cauterize-replacement", project)
+    assert minted.identity.owner_type == "service_account" and minted.identity.key_id in emulator.keys
+    assert minted.secret.reveal() not in repr(minted)
+
+
+def test_mint_manual_asks_a_person(make_provider, emulator):
+    _, value = emulator.add_user_key(emulator.add_project("prod"))
+    provider = make_provider(mint="manual")
+    with pytest.raises(ManualStepRequired):
+        provider.mint(provider.identify(Secret(value)), "replacement")
+
+
+def test_usage_sums_every_page_for_this_key_only(provider, emulator, clock):
+    project = emulator.add_project("prod")
+    key_id, value = emulator.add_user_key(project)
+    other_id, _ = emulator.add_user_key(project)
+    start = clock.now - timedelta(days=10)
+    emulator.add_usage(key_id, project, start, clock.now, 3600, 100, 50, 2)
+    emulator.add_usage(other_id, project, start, clock.now, 3600, 9999, 9999, 99)
+    identity = provider.identify(Secret(value))
+
+    usage = provider.usage(identity, start, clock.now, "1h")
+
+    assert len(usage.buckets) == 240
+    assert sum(b.input_tokens for b in usage.buckets) == 240 * 100
+    assert sum(b.output_tokens for b in usage.buckets) == 240 * 50
+    assert sum(b.requests for b in usage.buckets) == 240 * 2
+    pages = emulator.calls("GET", "/organization/usage/completions")
+    assert len(pages) == 2 and pages[1].params.get("page")
+    assert pages[0].params.getlist("api_key_ids") == [key_id] and "api_key_ids%5B%5D=" in pages[0].query
+    assert pages[0].params.getlist("group_by") == ["api_key_id"]
+
+
+def test_usage_by_day_has_cost_and_says_when_there_is_none(provider, emulator, clock):
+    project = emulator.add_project("prod")
+    key_id, value = emulator.add_user_key(project)
+    identity = provider.identify(Secret(value))
+    empty = provider.usage(identity, clock.now - timedelta(days=3), clock.now, "1d")
+    assert empty.limitations[0].startswith("OpenAI reported no completions usage")
+    emulator.add_usage(key_id, project, clock.now - timedelta(days=1), clock.now, 3600, 1_000_000, 0, 1)
+    usage = provider.usage(identity, clock.now - timedelta(days=3), clock.now, "1d")
+    assert usage.limitations == ()
+    assert sum(b.cost_usd or 0 for b in usage.buckets) == pytest.approx(24 * 0.15)
+
+
+def test_the_registry_builds_the_provider(emulator, admin_key):
+    settings = ProviderSettings(admin_key=Secret(admin_key), transport=httpx.MockTransport(emulator))
+    provider = get_provider("openai", settings)
+    try:
+        assert isinstance(provider, OpenAIProvider)
+        assert admin_key not in repr(provider) and admin_key not in repr(settings.admin_key)
+    finally:
+        provider.close()
+
+
+def test_the_whole_cycle_over_a_real_socket(emulator, admin_key, sleeps):
+    project = emulator.add_project("prod")
+    for index in range(120):
+        emulator.add_user_key(project, name=f"key-{index}")
+    _, value = emulator.add_user_key(project, owner_project_access="inactive")
+    leaked = Secret(value)
+    emulator.fail_next("DELETE", "/organization/projects/*/api_keys/*", status=429, retry_after=1)
+
+    with serve(emulator) as app:
+        settings = ProviderSettings(admin_key=Secret(admin_key), base_url=app.url + "/v1")
+        provider = OpenAIProvider(settings, sleep=sleeps.append)
+        try:
+            assert provider.check(leaked) is Liveness.LIVE
+            result = provider.revoke(provider.identify(leaked))
+            assert result.action == "deleted-key"
+            assert provider.check(leaked) is Liveness.DEAD
+            minted = provider.mint(result.identity, "replacement")
+            assert provider.check(minted.secret) is Liveness.LIVE
+        finally:
+            provider.close()
+
+    assert sleeps == [1.0]
+    assert emulator.calls("GET", "/v1/models")[0].headers["host"].startswith("127.0.0.1:")

@@ -1,0 +1,108 @@
+"""The response steps without Prefect, against the sandbox world (emulator on a socket, real git)."""
+
+import pytest
+
+from cauterize import incident as records
+from cauterize import response
+from cauterize.errors import AdminAuthError, StoreError
+from cauterize.sandbox.world import build_world
+from cauterize.secret import Secret
+from cauterize.stores.dotenv import DotenvStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.setattr(response, "CONFIRM_INTERVAL", 0.01)
+    built = build_world(tmp_path)
+    for name, value in built.env.items():
+        monkeypatch.setenv(name, value)
+    yield built
+    built.close()
+
+
+def _run_all(directory):
+    for step in response.order_of(directory):
+        try:
+            response.run_step(step, directory)
+        except Exception:
+            pass
+    return records.load(directory)
+
+
+def test_every_step_ok_and_the_world_is_healed(world):
+    directory = response.open_incident(world.runbook, mode="demo")
+    incident = _run_all(directory)
+    assert {name: s.status for name, s in incident.steps.items()} == {name: "ok" for name in records.STEPS}
+    leaked = Secret(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
+    assert not world.emulator.is_live(leaked.reveal())
+    new = DotenvStore(world.root / "worker/.env", "OPENAI_API_KEY").read()
+    assert new.fingerprint == incident.new_key.fingerprint != leaked.fingerprint
+    assert world.emulator.is_live(new.reveal())
+    assert incident.exposure_start is not None and abs((incident.exposure_start - world.leaked_at).total_seconds()) < 1
+    assert incident.findings and all(f["source"] == "git" for f in incident.findings)
+    assert incident.purge[0]["pushed"] and incident.purge[0]["verified"]
+    assert incident.evidence["anomalous_buckets"] > 0
+    assert incident.exit_code() == 0
+    assert (directory / "postmortem.md").read_text().count(leaked.fingerprint) >= 1
+
+
+def test_rerun_resumes_without_doing_steps_twice(world):
+    directory = response.open_incident(world.runbook)
+    for step in ("intake", "revoke", "rotate"):
+        response.run_step(step, directory)
+    minted = records.load(directory).new_key.fingerprint
+    assert response.open_incident(world.runbook) == directory, "the unfinished incident is resumed"
+    incident = _run_all(directory)
+    assert incident.complete and incident.new_key.fingerprint == minted
+    created = [c for c in world.emulator.calls("POST", "*/service_accounts") if c.method == "POST"]
+    assert len(created) == 1, "the replacement was minted once"
+
+
+def test_a_wrong_admin_key_fails_intake_and_blocks_dependents(world, monkeypatch, make_key):
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", make_key("sk-admin-"))
+    directory = response.open_incident(world.runbook)
+    with pytest.raises(AdminAuthError):
+        response.run_step("intake", directory)
+    incident = _run_all(directory)
+    assert incident.steps["intake"].status == "failed" and "admin" in incident.steps["intake"].error.lower()
+    for step in ("revoke", "rotate", "locate", "evidence"):
+        assert incident.steps[step].status == "skipped" and incident.steps[step].details["blocked_by"] == ["intake"]
+    assert incident.steps["report"].status == "ok"
+    assert incident.exit_code() == 3
+    assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"]), "nothing was done at the provider"
+
+
+def test_redeploy_failure_rolls_back_the_stores_it_wrote(world):
+    text = world.runbook.read_text().replace(
+        "  - {type: dotenv, path: worker/.env, variable: OPENAI_API_KEY}\n",
+        "  - {type: dotenv, path: worker/.env, variable: OPENAI_API_KEY}\n"
+        "  - {type: dotenv, path: blocked/.env, variable: OPENAI_API_KEY}\n",
+    )
+    world.runbook.write_text(text)
+    (world.root / "blocked").write_text("a file where a directory should be\n")
+    worker = world.root / "worker/.env"
+    before = worker.read_bytes()
+    directory = response.open_incident(world.runbook)
+    for step in ("intake", "revoke", "rotate"):
+        response.run_step(step, directory)
+    with pytest.raises(StoreError):
+        response.run_step("redeploy", directory)
+    incident = records.load(directory)
+    assert incident.steps["redeploy"].status == "failed"
+    assert "blocked/.env" in incident.steps["redeploy"].error
+    assert worker.read_bytes() == before, "the store written before the failure was rolled back"
+    assert any("rolled back 1 store" in event.message for event in incident.events)
+    assert incident.exit_code() == 3
+
+
+def test_dry_run_changes_nothing(world):
+    directory = response.open_incident(world.runbook, dry_run=True)
+    incident = _run_all(directory)
+    assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
+    assert incident.steps["revoke"].status == "skipped" and incident.steps["revoke"].summary.startswith("dry run")
+    assert incident.new_key is None
+    assert incident.purge and not incident.purge[0]["pushed"]
+    assert "OPENAI_API_KEY" in (world.root / "deploy/.env").read_text()
+    assert Secret(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"]) == DotenvStore(world.root / "deploy/.env", "OPENAI_API_KEY").read()
