@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -44,10 +45,8 @@ def _git_objects(repo: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, request):
-    from conftest import generate_key
-
     workdir = tmp_path_factory.mktemp("demo") / "world"
-    leaked = generate_key()
+    leaked = "sk-proj-" + secrets.token_urlsafe(48)  # a canary, made at run time
     done = _cauterize("demo", "--workdir", str(workdir), "--json", env={"CAUTERIZE_SANDBOX_LEAKED_KEY": leaked})
     return workdir, leaked, done
 

@@ -15,7 +15,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from cauterize.errors import CauterizeError, GitError
@@ -74,8 +74,10 @@ def run(
     check: bool = True,
     error: type[CauterizeError] = GitError,
     redact: Callable[[str], str] | None = None,
+    message_lines: int = 1,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run one child process to completion; on failure (if ``check``) raise ``error`` naming verb and repo."""
+    """Run one child process to completion; on failure (if ``check``) raise ``error`` naming verb and
+    repo, with the first ``message_lines`` lines of its stderr joined on one line."""
     args = [os.fspath(arg) for arg in argv]
     try:
         done = subprocess.run(
@@ -85,19 +87,44 @@ def run(
     except OSError as exc:
         raise error(f"{verb} of {repo} could not start: {exc.strerror or type(exc).__name__}") from None
     if check and done.returncode != 0:
-        raise error(f"{verb} of {repo} failed: {first_line(done.stderr, redact)}")
+        raise error(f"{verb} of {repo} failed: {first_line(done.stderr, redact, count=message_lines)}")
     return done
 
 
+def git_argv(git_dir: Path, *args: str) -> list[str]:
+    """``git --no-replace-objects --git-dir GIT_DIR ARGS...``: objects as stored, not as replaced."""
+    return ["git", "--no-replace-objects", "--git-dir", os.fspath(git_dir), *args]
+
+
 def git(git_dir: Path, *args: str, verb: str, repo: str, **kwargs) -> subprocess.CompletedProcess[bytes]:
-    """``git --git-dir GIT_DIR ARGS...``: ``verb`` names the command in error messages."""
-    return run(["git", "--git-dir", os.fspath(git_dir), *args], verb=verb, repo=repo, **kwargs)
+    """Run ``git_argv(git_dir, *args)``: ``verb`` names the command in error messages."""
+    return run(git_argv(git_dir, *args), verb=verb, repo=repo, **kwargs)
 
 
-def first_line(stderr: bytes, redact: Callable[[str], str] | None = None) -> str:
-    """The first meaningful line of a child's stderr, safe to show: credentials and keys removed."""
+def lines(git_dir: Path, *args: str, verb: str, repo: str) -> Iterator[bytes]:
+    """Stream the stdout lines of a git command that may print millions of them (e.g. ``rev-list --all``)."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(git_argv(git_dir, *args), stdout=subprocess.PIPE, stderr=errors,
+                                stdin=subprocess.DEVNULL, env=child_env())
+        try:
+            for line in proc.stdout:
+                yield line.rstrip(b"\n")
+        except BaseException:  # the consumer stopped early (or failed): do not leave git running
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+        if returncode != 0:
+            errors.seek(0)
+            raise GitError(f"{verb} of {repo} failed: {first_line(errors.read())}")
+
+
+def first_line(stderr: bytes, redact: Callable[[str], str] | None = None, *, count: int = 1) -> str:
+    """The first meaningful line(s) of a child's stderr on one line, safe to show: credentials and keys removed."""
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
-    line = next((line for line in lines if line and not line.startswith("hint:")), "(no message)")
+    meaningful = [line for line in lines if line and not line.startswith("hint:")]
+    line = " ".join(meaningful[:count]) or "(no message)"
     line = re.sub(r"(\w+://)[^/@\s]+@", r"\1", line)  # user:password@ in URLs
     line = scrub(line)
     return redact(line) if redact else line

@@ -26,11 +26,13 @@ GZIP_LIMIT = 64 << 20
 
 @dataclass(frozen=True)
 class Match:
-    """One occurrence: which encoding, where, and inside which container (``None``: the data itself)."""
+    """One occurrence: which encoding, where (``offset``, ``length`` bytes), and inside which container
+    (``None``: the data itself; ``"gzip"``: the offset is into the decompressed content)."""
 
     encoding: str
     offset: int
     container: str | None = None
+    length: int = 0
 
 
 class Matcher:
@@ -54,7 +56,7 @@ class Matcher:
         for name, form in self._forms:
             at = data.find(form, start, end)
             while at >= 0:
-                found.append(Match(name, at))
+                found.append(Match(name, at, None, len(form)))
                 at = data.find(form, at + 1, end)
         found.sort(key=lambda match: match.offset)
         return found
@@ -71,7 +73,7 @@ class Matcher:
         content = gunzip(data)
         if not content:
             return []
-        return [Match(match.encoding, match.offset, "gzip") for match in self.find(content)]
+        return [Match(m.encoding, m.offset, "gzip", m.length) for m in self.find(content)]
 
     def contains(self, data: bytes | bytearray) -> bool:
         """Whether any form occurs in ``data`` (containers not opened)."""
