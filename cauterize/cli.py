@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from cauterize.errors import CauterizeError, InputError, KeySourceError
@@ -184,19 +183,29 @@ def locate(
 # -- entry point ------------------------------------------------------------------------------
 
 
+def _click_exceptions():
+    """The module of ``ClickException`` as typer raises it (recent typer vendors its own click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer: plain click
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map every outcome to an exit code; never print a traceback unless asked."""
     debug = os.environ.get("CAUTERIZE_DEBUG") == "1"
+    click = _click_exceptions()
     try:
         result = app(args=argv, prog_name="cauterize", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("cauterize: aborted, nothing was done", err=True)
         code = 2
-    except click.exceptions.ClickException as exc:
+    except click.ClickException as exc:
         typer.echo(f"cauterize: {exc.format_message()}", err=True)
         code = 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
     except CauterizeError as exc:
         if debug:

@@ -32,8 +32,17 @@ from pathlib import Path
 from cauterize.errors import GitError, PurgeError
 from cauterize.locate.findings import Finding
 from cauterize.locate.git import scan_git_dir, scan_objects
-from cauterize.locate.gitcmd import clone_mirror, display_name, file_url, first_line, git, git_dir_of, is_url
-from cauterize.locate.gitcmd import private_dir, run
+from cauterize.locate.gitcmd import (
+    clone_mirror,
+    display_name,
+    file_url,
+    first_line,
+    git,
+    git_dir_of,
+    is_url,
+    private_dir,
+    run,
+)
 from cauterize.locate.matcher import Matcher
 from cauterize.secret import Secret
 
@@ -191,9 +200,13 @@ def _verify_mirror(mirror: Path, matcher: Matcher, label: str) -> None:
     findings = scan_git_dir(mirror, matcher, repo=label)
     if findings:
         raise PurgeError(
-            f"purge of {label}: {len(findings)} copies of {matcher.fingerprint} remain after the rewrite "
+            f"purge of {label}: {_copies(len(findings))} of {matcher.fingerprint} remain after the rewrite "
             f"({_summary(findings)}); nothing was pushed; the rewritten mirror is kept at {mirror}"
         )
+
+
+def _copies(count: int) -> str:
+    return f"{count} copy" if count == 1 else f"{count} copies"
 
 
 def _summary(findings: list[Finding], limit: int = 3) -> str:
@@ -256,10 +269,14 @@ def _action_items(result: PurgeResult, label: str, push: bool) -> list[str]:
         )
     items += [
         "Keep the key revoked: anyone who fetched the repository before the purge still has it.",
-        f"Every existing clone must be discarded and re-cloned (or rebased onto the new history as the "
-        f"git-filter-repo manual describes); first changed commits: {first}.",
-        "Ask the forge to purge cached views, pull-request refs (refs/pull/*) and unreferenced objects "
-        "(GitHub and GitLab support do this on request).",
+        (
+            "Every existing clone must be discarded and re-cloned (or rebased onto the new history as the "
+            f"git-filter-repo manual describes); first changed commits: {first}."
+        ),
+        (
+            "Ask the forge to purge cached views, pull-request refs (refs/pull/*) and unreferenced objects "
+            "(GitHub and GitLab support do this on request)."
+        ),
         "Forks keep the old history: ask their owners to delete or re-sync them.",
     ]
     return items

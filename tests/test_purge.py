@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import cauterize.purge as purge
+from cauterize import purge
 from cauterize.errors import GitError, PurgeError
-from cauterize.locate.gitcmd import file_url
 from cauterize.locate.git import scan_repo
+from cauterize.locate.gitcmd import file_url
 from cauterize.locate.matcher import Matcher
 from cauterize.purge import purge_repo
 from cauterize.secret import Secret
@@ -32,7 +32,7 @@ def git(cwd: Path, *args: str, when: int | None = None, env: dict | None = None)
     full.update(env or {})
     if when is not None:
         full["GIT_AUTHOR_DATE"] = full["GIT_COMMITTER_DATE"] = f"@{when} +0000"
-    done = subprocess.run(["git", *args], cwd=cwd, env=full, capture_output=True)
+    done = subprocess.run(["git", *args], cwd=cwd, env=full, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return done.stdout.decode().strip()
 

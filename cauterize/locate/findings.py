@@ -8,7 +8,7 @@ do not apply are ``None``. A finding names where a copy is, never the copy itsel
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SOURCES = ("git", "file", "s3", "ci-log")
@@ -16,15 +16,15 @@ ENCODINGS = ("raw", "base64", "url", "json")
 KINDS = ("blob", "commit", "tag", "file")
 
 
-def iso_utc(timestamp: int | float) -> str:
+def iso_utc(timestamp: float) -> str:
     """A Unix time as ISO-8601 in UTC with a ``Z`` suffix, e.g. ``2024-05-01T12:00:00Z``."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str) -> datetime:
     """An ISO-8601 string as an aware datetime (naive values are taken as UTC)."""
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +57,7 @@ class Finding:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Finding":
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
         """The inverse of ``to_dict`` (unknown keys are ignored, so older records still load)."""
         names = cls.__dataclass_fields__
         return cls(**{key: value for key, value in data.items() if key in names})
@@ -90,7 +90,7 @@ class LocateResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LocateResult":
+    def from_dict(cls, data: dict[str, Any]) -> LocateResult:
         return cls(
             fingerprint=data["fingerprint"],
             findings=[Finding.from_dict(item) for item in data.get("findings", [])],

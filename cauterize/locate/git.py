@@ -19,15 +19,24 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from cauterize.errors import GitError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding, iso_utc
-from cauterize.locate.gitcmd import child_env, clone_mirror, display_name, first_line, git_argv, git_dir_of
-from cauterize.locate.gitcmd import is_url, private_dir
+from cauterize.locate.gitcmd import (
+    child_env,
+    clone_mirror,
+    display_name,
+    first_line,
+    git_argv,
+    git_dir_of,
+    is_url,
+    private_dir,
+)
 from cauterize.locate.matcher import GZIP_MAGIC, Matcher
 from cauterize.secret import Secret
 

@@ -14,8 +14,8 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from cauterize.errors import CauterizeError, GitError

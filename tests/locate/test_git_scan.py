@@ -11,8 +11,8 @@ import pytest
 import cauterize.locate.git as git_scan
 from cauterize.errors import GitError
 from cauterize.locate.findings import Finding, LocateResult, iso_utc
-from cauterize.locate.gitcmd import display_name, file_url, is_url
 from cauterize.locate.git import scan_repo
+from cauterize.locate.gitcmd import display_name, file_url, is_url
 from cauterize.secret import Secret
 
 T0 = 1_600_000_000  # the awkward repository's first commit time (checked below)
