@@ -12,7 +12,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -35,7 +34,7 @@ def _emit_json(document: object) -> None:
     sys.stdout.flush()
 
 
-def key_source(key_env: Optional[str], key_file: Optional[Path], key_stdin: bool) -> str:
+def key_source(key_env: str | None, key_file: Path | None, key_stdin: bool) -> str:
     """The one KEYSRC option given, as a source reference."""
     given = [ref for ref in (
         f"env:{key_env}" if key_env else None,
@@ -73,7 +72,7 @@ def runbook_schema() -> None:
 
 @app.command()
 def demo(
-    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where to build the sandbox world (default: a new temp dir)."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where to build the sandbox world (default: a new temp dir)."),
     as_json: bool = typer.Option(False, "--json", help="Print the incident record on stdout."),
 ) -> None:
     """Run the whole key-compromised flow against the built-in sandbox."""
@@ -148,8 +147,8 @@ def report(
 
 @app.command()
 def locate(
-    key_env: Optional[str] = typer.Option(None, "--key-env", help="Read the key from this environment variable."),
-    key_file: Optional[Path] = typer.Option(None, "--key-file", help="Read the key from this file."),
+    key_env: str | None = typer.Option(None, "--key-env", help="Read the key from this environment variable."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Read the key from this file."),
     key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the key from standard input."),
     git: list[str] = typer.Option([], "--git", help="A repository path or URL (repeatable)."),
     path: list[Path] = typer.Option([], "--path", help="A directory tree (repeatable)."),

@@ -7,9 +7,10 @@ the modified z-score ``0.6745 * (x - median) / MAD`` (Iglewicz and Hoaglin); a b
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from statistics import median
-from typing import Any, Iterable
+from typing import Any
 
 from cauterize.providers.base import Usage, UsageBucket
 

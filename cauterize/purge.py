@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from cauterize.errors import GitError, PurgeError
 from cauterize.locate.findings import Finding
 from cauterize.locate.git import scan_git_dir, scan_objects
 from cauterize.locate.gitcmd import (
+    child_env,
     clone_mirror,
     display_name,
     file_url,
@@ -280,3 +282,21 @@ def _action_items(result: PurgeResult, label: str, push: bool) -> list[str]:
         "Forks keep the old history: ask their owners to delete or re-sync them.",
     ]
     return items
+
+
+def remote_of(repo: str) -> str:
+    """What a purge rewrites: a working clone's ``origin`` (the copy others clone from), else the
+    repository itself (a bare repository or a URL)."""
+    path = Path(repo)
+    if is_url(repo) or not (path / ".git").exists():
+        return repo
+    done = subprocess.run(
+        ["git", "config", "--get", "remote.origin.url"],
+        cwd=path, capture_output=True, text=True, check=False, env=child_env(),
+    )
+    url = done.stdout.strip()
+    if not url:
+        return repo
+    if is_url(url) or Path(url).is_absolute():
+        return url
+    return str((path / url).resolve())

@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 
 from cauterize import incident as records
 from cauterize.errors import CauterizeError, InputError, KeyNotFound, ProviderUnavailable, StillLive, StoreError
-from cauterize.logs import LOGGER
 from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
+from cauterize.logs import LOGGER
 from cauterize.providers.base import KeyIdentity, Liveness, Provider, ProviderSettings, get_provider
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.secret import KeySource, Secret
@@ -350,7 +349,7 @@ def locate(ctx: Context, rec: StepRecord) -> None:
 
 
 def purge(ctx: Context, rec: StepRecord) -> None:
-    from cauterize.purge import purge_repo
+    from cauterize.purge import purge_repo, remote_of
 
     repos = sorted({f["repo"] for f in ctx.incident.findings if f["source"] == "git" and f.get("repo")})
     if not repos:
@@ -426,25 +425,6 @@ STEPS: dict[str, Callable[[Context, StepRecord], None]] = {
     "evidence": evidence,
     "report": report,
 }
-
-
-def remote_of(repo: str) -> str:
-    """What a purge rewrites: a working clone's ``origin`` (the copy others clone from), else the
-    repository itself (a bare repository or a URL)."""
-    from cauterize.locate.gitcmd import is_url
-
-    path = Path(repo)
-    if is_url(repo) or not (path / ".git").exists():
-        return repo
-    done = subprocess.run(
-        ["git", "config", "--get", "remote.origin.url"], cwd=path, capture_output=True, text=True, check=False
-    )
-    url = done.stdout.strip()
-    if not url:
-        return repo
-    if is_url(url) or Path(url).is_absolute():
-        return url
-    return str((path / url).resolve())
 
 
 def _confirm(check: Callable[[], Liveness], *, want: Liveness) -> Liveness:

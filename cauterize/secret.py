@@ -46,7 +46,7 @@ def redact(value: str) -> str:
 class Secret:
     """A key value that refuses to be printed, logged, pickled or copied into results."""
 
-    __slots__ = ("_value", "fingerprint", "redacted", "__weakref__")
+    __slots__ = ("__weakref__", "_value", "fingerprint", "redacted")
 
     def __init__(self, value: str):
         value = value.strip()
@@ -160,6 +160,15 @@ class _Registry:
 _REGISTRY = _Registry()
 
 
+def safe_environ(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment without any variable that holds a live secret, for child processes
+    (git, git-filter-repo, sops...) that have no business reading the key."""
+    env = dict(os.environ if base is None else base)
+    with _REGISTRY._lock:
+        values = [secret.reveal() for secret in _REGISTRY._items]
+    return {name: value for name, value in env.items() if not any(v in value for v in values)}
+
+
 def scrub(text: str) -> str:
     """Replace any live secret's value in ``text`` by its fingerprint."""
     return _REGISTRY.scrub(text)
@@ -183,7 +192,7 @@ class KeySource:
     target: str
 
     @classmethod
-    def parse(cls, reference: str) -> "KeySource":
+    def parse(cls, reference: str) -> KeySource:
         scheme, sep, target = reference.partition(":")
         if not sep or scheme not in ALL_SCHEMES:
             raise KeySourceError(

@@ -6,12 +6,12 @@ steps that do not need it still run; the record decides the outcome.
 
 from __future__ import annotations
 
+from cauterize.tasks.steps import open_incident, response_step
 from prefect import flow
 
 from cauterize import incident as records
 from cauterize import response
 from cauterize.logs import install_filter
-from cauterize.tasks.steps import open_incident, response_step
 
 
 @flow(name="key-compromised", flow_run_name="key-compromised-{mode}", persist_result=False, log_prints=False)

@@ -30,8 +30,9 @@ def run_flow(runbook: str, *, dry_run: bool = False, mode: str = "respond", inci
              prefect_home: Path | None = None):
     """Run ``key-compromised`` and return (incident, incident_dir)."""
     configure_prefect(prefect_home)
-    from cauterize import incident as records
     from cauterize.flows.key_compromised import key_compromised
+
+    from cauterize import incident as records
 
     result = key_compromised(runbook=runbook, dry_run=dry_run, mode=mode, incidents_dir=incidents_dir)
     directory = Path(result["incident"])

@@ -47,9 +47,8 @@ def test_step_context_records_failures_with_remediation(tmp_path, leaked_key):
     store = IncidentStore(tmp_path)
     incident = _incident(store, Secret(leaked_key))
     directory = store.create(incident)
-    with pytest.raises(StoreError):
-        with records.step(incident, directory, "redeploy"):
-            raise StoreError("vault secret/app: permission denied")
+    with pytest.raises(StoreError), records.step(incident, directory, "redeploy"):
+        raise StoreError("vault secret/app: permission denied")
     saved = records.load(directory).steps["redeploy"]
     assert saved.status == "failed" and "permission denied" in saved.error and saved.remediation
     assert saved.started_at and saved.ended_at

@@ -111,3 +111,12 @@ def test_redacting_filter_scrubs_values(leaked_key):
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "sent %s", (leaked_key,), None)
     RedactingFilter().filter(record)
     assert leaked_key not in record.getMessage() and secret.fingerprint in record.getMessage()
+
+
+def test_safe_environ_drops_variables_holding_a_live_secret(leaked_key):
+    from cauterize.secret import safe_environ
+
+    secret = Secret(leaked_key)
+    env = safe_environ({"PATH": "/bin", "LEAK": leaked_key, "WRAPPED": f"Bearer {leaked_key}"})
+    assert env == {"PATH": "/bin"}
+    del secret

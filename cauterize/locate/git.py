@@ -68,7 +68,13 @@ class StreamScan:
 
 
 def scan_repo(repo: str | Path, secret: Secret, *, workdir: Path | None = None) -> list[Finding]:
-    """Every copy of ``secret`` in the repository at ``repo`` (a local path or a URL to mirror-clone)."""
+    """Every copy of ``secret`` in the repository at ``repo`` (a local path or a URL to mirror-clone).
+
+    One finding per (object, path, encoding): ``commit`` and ``first_seen`` name the earliest commit
+    that introduced the copy there (committer time, UTC); ``reachable`` is True when a ref or HEAD
+    reaches it (reflogs do not count: they are local and never served); ``ref`` is one such ref,
+    HEAD's branch first. A blob in no commit has ``first_seen`` None. Raises ``GitError``.
+    """
     label = display_name(repo)
     matcher = Matcher(secret)
     if not is_url(repo):

@@ -19,14 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from cauterize.errors import CauterizeError, GitError
-from cauterize.secret import scrub
+from cauterize.secret import safe_environ, scrub
 
 _SCP_LIKE = re.compile(r"^[\w.~-]+@[\w.-]+:")
 
 
 def child_env() -> dict[str, str]:
     """The environment of every git child process."""
-    env = dict(os.environ)
+    env = safe_environ()  # the key and the admin credentials stay out of every child's environment
     env.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", LC_ALL="C", LANGUAGE="C")
     return env
 

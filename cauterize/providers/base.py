@@ -11,9 +11,10 @@ never reads as ``dead``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -45,7 +46,7 @@ class KeyIdentity:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "KeyIdentity":
+    def from_dict(cls, data: dict[str, Any]) -> KeyIdentity:
         return cls(**{**data, "notes": tuple(data.get("notes") or ())})
 
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def prepare_root(workdir: Path | None) -> Path:
 
 
 def build_world(root: Path, *, now: datetime | None = None) -> World:
-    now = (now or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+    now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     (root / MARKER).write_text("a cauterize demo world; `cauterize demo --workdir` replaces it\n")
     emulator = OpenAIEmulator()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cauterize.errors import KeySourceError
 from cauterize.stores.base import SecretStore, StoreWrite, open_store, register
 
-__all__ = ["SecretStore", "StoreWrite", "open_store", "register", "load_secret_reference"]
+__all__ = ["SecretStore", "StoreWrite", "load_secret_reference", "open_store", "register"]
 
 
 def load_secret_reference(source):  # source: cauterize.secret.KeySource

@@ -7,8 +7,9 @@ Nothing outside ``stores/`` names a store type.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from cauterize.errors import InputError
 from cauterize.secret import Secret
