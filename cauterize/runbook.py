@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -136,7 +136,7 @@ STORE_MODELS = (
     PrefectSecretStore,
 )
 STORE_TYPES = tuple(model.model_fields["type"].annotation.__args__[0] for model in STORE_MODELS)
-Store = Annotated[STORE_MODELS, Field(discriminator="type")]
+Store = Annotated[Union[STORE_MODELS], Field(discriminator="type")]  # noqa: UP007  (a tuple of models)
 
 
 class LocateConfig(Strict):
