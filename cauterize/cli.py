@@ -100,7 +100,8 @@ def demo(
     else:
         typer.echo(incident.report.get("md", ""))
     typer.echo(f"post-mortem: {incident.report.get('md', '(not rendered)')}", err=True)
-    raise typer.Exit(incident.exit_code())
+    all_ok = all(step.status == "ok" for step in incident.steps.values())
+    raise typer.Exit(0 if all_ok else (incident.exit_code() or 3))
 
 
 @app.command()

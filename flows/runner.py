@@ -18,6 +18,7 @@ PREFECT_DEFAULTS = {
 def configure_prefect(home: Path | None = None) -> None:
     """Apply the defaults (an explicit setting in the environment wins), and a private
     ``PREFECT_HOME`` when given. Must run before the first ``import prefect``."""
+    os.umask(0o077)  # every file this run creates (Prefect's database included) is private
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     if home is not None:
