@@ -11,7 +11,6 @@ without Prefect.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -27,7 +26,7 @@ from cauterize import incident as records
 from cauterize.errors import CauterizeError, InputError, KeyNotFound, ProviderUnavailable, StillLive, StoreError
 from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
 from cauterize.logs import LOGGER
-from cauterize.providers.base import KeyIdentity, Liveness, Provider, ProviderSettings, get_provider
+from cauterize.providers.base import KeyIdentity, Liveness, Provider, get_provider, settings_for
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.secret import KeySource, Secret
 from cauterize.stores import open_store
@@ -46,11 +45,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 CONFIRM_ATTEMPTS = 5
 CONFIRM_INTERVAL = 1.0
-
-
-def env_name(provider: str, what: str) -> str:
-    """The conventional variable of a provider: ``OPENAI_ADMIN_KEY``, ``AZURE_OPENAI_BASE_URL``..."""
-    return f"{provider.upper().replace('-', '_')}_{what}"
 
 
 @dataclass
@@ -81,18 +75,8 @@ class Context:
     def provider(self) -> Provider:
         if self._provider is None:
             name = self.runbook.key.provider
-            config = self.runbook.provider_config()
-            admin_ref = config.admin_key
-            if admin_ref is None and os.environ.get(env_name(name, "ADMIN_KEY")):
-                admin_ref = f"env:{env_name(name, 'ADMIN_KEY')}"
-            # Without one, the provider says which credential it needs when it needs it.
-            admin_key = KeySource.parse(admin_ref).load(base_dir=self.loaded.base_dir) if admin_ref else None
-            settings = ProviderSettings(
-                admin_key=admin_key,
-                base_url=config.base_url or os.environ.get(env_name(name, "BASE_URL")),
-                project=config.project,
-                mint=config.mint,
-                transport=self.transport,
+            settings = settings_for(
+                name, self.runbook.providers.get(name), base_dir=self.loaded.base_dir, transport=self.transport
             )
             self._provider = get_provider(name, settings)
         return self._provider

@@ -19,7 +19,7 @@ from cauterize.errors import RunbookError
 from cauterize.secret import ALL_SCHEMES
 
 PROVIDERS = ("openai", "anthropic", "google", "azure-openai", "cohere")
-_SOURCE_RE = re.compile(r"^(%s):" % "|".join(re.escape(s) for s in ALL_SCHEMES))
+_SOURCE_RE = re.compile("^(" + "|".join(re.escape(s) for s in ALL_SCHEMES) + "):")
 
 
 def _check_source(value: str) -> str:
@@ -54,17 +54,25 @@ class Policy(Strict):
 
 
 class ProviderConfig(Strict):
-    admin_key: SourceRef | None = None
-    base_url: str | None = None
-    project: str | None = None
-    mint: Literal["service-account", "manual"] = "service-account"
+    """How to reach a provider's admin API. Unset fields fall back to the provider's documented
+    environment variables (``OPENAI_ADMIN_KEY``, ``OPENAI_BASE_URL``, ...)."""
+
+    admin_key: SourceRef | None = None  # admin key, or the admin credential (token, credentials JSON)
+    base_url: str | None = None  # the admin / management API
+    data_url: str | None = None  # the data plane, where liveness is checked (Azure endpoint, token URL...)
+    project: str | None = None  # OpenAI project hint; Google project id
+    subscription: str | None = None  # Azure
+    resource_group: str | None = None  # Azure
+    account: str | None = None  # Azure OpenAI resource name
+    mint: Literal["service-account", "api", "manual"] = "service-account"
+    revoke: Literal["default", "disable", "delete", "inactive", "archived"] = "default"
 
     @field_validator("admin_key")
     @classmethod
     def _admin(cls, value: str | None) -> str | None:
         return value if value is None else _check_source(value)
 
-    @field_validator("base_url")
+    @field_validator("base_url", "data_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s/]+", value):

@@ -52,7 +52,8 @@ class Secret:
         value = value.strip()
         if not value:
             raise KeySourceError("the key source is empty")
-        if any(ch in value for ch in "\r\n\x00"):
+        if "\x00" in value or (any(ch in value for ch in "\r\n") and not value.startswith("{")):
+            # One key per source; a JSON credentials file (Google service-account keys) spans lines.
             raise KeySourceError("the key source holds more than one line; it must hold exactly one key")
         self._value = value
         self.fingerprint = fingerprint_of(value)

@@ -11,6 +11,7 @@ never reads as ``dead``.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -83,15 +84,59 @@ class Usage:
 
 @dataclass
 class ProviderSettings:
-    """What a provider client needs, resolved from the runbook and the environment."""
+    """What a provider client needs, resolved from the runbook and the environment.
+
+    Fields a provider does not use stay None. A provider reads its own further environment
+    variables (e.g. Azure's subscription) where a field is None."""
 
     admin_key: Secret | None = None
     base_url: str | None = None
+    data_url: str | None = None
     project: str | None = None
+    subscription: str | None = None
+    resource_group: str | None = None
+    account: str | None = None
     mint: str = "service-account"
+    revoke: str = "default"
     timeout: float = 10.0
     transport: httpx.BaseTransport | None = None  # the test seam: MockTransport or None for sockets
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def env_name(provider: str, what: str) -> str:
+    """A provider's conventional variable: ``OPENAI_ADMIN_KEY``, ``AZURE_OPENAI_BASE_URL``..."""
+    return f"{provider.upper().replace('-', '_')}_{what}"
+
+
+def settings_for(
+    provider: str,
+    config: Any = None,
+    *,
+    base_dir: Any = None,
+    transport: httpx.BaseTransport | None = None,
+    environ: dict[str, str] | None = None,
+) -> ProviderSettings:
+    """Settings from a runbook's ``ProviderConfig`` (or None, for the CLI's one-shot commands),
+    falling back to ``<PROVIDER>_ADMIN_KEY``, ``<PROVIDER>_BASE_URL`` and ``<PROVIDER>_DATA_URL``."""
+    from cauterize.secret import KeySource
+
+    env = os.environ if environ is None else environ
+    get = (lambda name: getattr(config, name, None)) if config is not None else (lambda name: None)
+    admin_ref = get("admin_key")
+    if admin_ref is None and env.get(env_name(provider, "ADMIN_KEY")):
+        admin_ref = f"env:{env_name(provider, 'ADMIN_KEY')}"
+    return ProviderSettings(
+        admin_key=KeySource.parse(admin_ref).load(base_dir=base_dir) if admin_ref else None,
+        base_url=get("base_url") or env.get(env_name(provider, "BASE_URL")) or None,
+        data_url=get("data_url") or env.get(env_name(provider, "DATA_URL")) or None,
+        project=get("project"),
+        subscription=get("subscription"),
+        resource_group=get("resource_group"),
+        account=get("account"),
+        mint=get("mint") or "service-account",
+        revoke=get("revoke") or "default",
+        transport=transport,
+    )
 
 
 class Provider(Protocol):
@@ -141,6 +186,21 @@ def get_provider(name: str, settings: ProviderSettings) -> Provider:
     return factory(settings)
 
 
+BUILTIN = ("openai", "anthropic", "google", "azure_openai", "cohere")
+
+
 def _load_builtins() -> None:
-    if not _REGISTRY:
-        from cauterize.providers import openai  # noqa: F401  (registers itself)
+    """Import the built-in provider modules; each registers itself."""
+    import importlib
+
+    for module in BUILTIN:
+        if f"cauterize.providers.{module}" not in _LOADED:
+            try:
+                importlib.import_module(f"cauterize.providers.{module}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"cauterize.providers.{module}":
+                    raise
+            _LOADED.add(f"cauterize.providers.{module}")
+
+
+_LOADED: set[str] = set()
