@@ -180,6 +180,131 @@ def locate(
         typer.echo(f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} of {key.fingerprint}", err=True)
 
 
+# -- one-shot provider commands -----------------------------------------------------------------
+# These are the on-call "stop the bleeding" path: no Prefect, no runbook, only the provider's module.
+
+KEYSRC_HELP = {
+    "key_env": "Read the key from this environment variable.",
+    "key_file": "Read the key from this file.",
+    "key_stdin": "Read the key from standard input.",
+}
+
+
+def _provider_for(name: str):
+    from cauterize.providers.base import get_provider, settings_for
+
+    return get_provider(name, settings_for(name))
+
+
+@app.command()
+def verify(
+    provider: str = typer.Option(..., "--provider", help="openai, anthropic, google, azure-openai or cohere."),
+    key_env: str | None = typer.Option(None, "--key-env", help=KEYSRC_HELP["key_env"]),
+    key_file: Path | None = typer.Option(None, "--key-file", help=KEYSRC_HELP["key_file"]),
+    key_stdin: bool = typer.Option(False, "--key-stdin", help=KEYSRC_HELP["key_stdin"]),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Is the key live? Prints live, dead or unknown, and the identity found at the provider."""
+    from cauterize.errors import KeyNotFound
+    from cauterize.secret import load_key
+
+    key = load_key(key_source(key_env, key_file, key_stdin))
+    client = _provider_for(provider)
+    notes: list[str] = []
+    identity = None
+    try:
+        state = client.check(key)
+        try:
+            identity = client.identify(key)
+            notes.extend(identity.notes)
+        except KeyNotFound as exc:
+            notes.append(exc.message)
+        except InputError as exc:  # no admin credential: liveness alone
+            notes.append(f"not identified: {exc.message}")
+    finally:
+        client.close()
+    document = {
+        "provider": provider,
+        "fingerprint": key.fingerprint,
+        "redacted": key.redacted,
+        "liveness": state.value,
+        "identity": identity.to_dict() if identity else None,
+        "notes": notes,
+    }
+    if as_json:
+        _emit_json(document)
+        return
+    typer.echo(state.value)
+    if identity:
+        typer.echo(f"identity: {_describe_identity(identity)}")
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command()
+def revoke(
+    provider: str = typer.Option(..., "--provider", help="openai, anthropic, google, azure-openai or cohere."),
+    key_env: str | None = typer.Option(None, "--key-env", help=KEYSRC_HELP["key_env"]),
+    key_file: Path | None = typer.Option(None, "--key-file", help=KEYSRC_HELP["key_file"]),
+    key_stdin: bool = typer.Option(False, "--key-stdin", help=KEYSRC_HELP["key_stdin"]),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Revoke the key at the provider now and confirm that it is dead (exit 4 if it still answers)."""
+    from cauterize.errors import KeyNotFound, ProviderUnavailable, StillLive
+    from cauterize.providers.base import Liveness, confirm_liveness
+    from cauterize.secret import load_key
+
+    key = load_key(key_source(key_env, key_file, key_stdin))
+    if not yes:
+        if key_stdin or not sys.stdin.isatty():
+            raise InputError("revoke acts at once and cannot be undone: pass --yes when not on a terminal")
+        typer.confirm(f"Revoke {key.redacted} ({key.fingerprint}) at {provider} now?", abort=True, err=True)
+    client = _provider_for(provider)
+    action_items: list[str] = []
+    try:
+        try:
+            identity = client.identify(key)
+        except KeyNotFound:
+            if client.check(key) is not Liveness.DEAD:
+                raise
+            identity, action = None, "already-revoked"
+        else:
+            result = client.revoke(identity)
+            action, action_items = result.action, list(result.action_items)
+        state = confirm_liveness(lambda: client.check(key), want=Liveness.DEAD)
+    finally:
+        client.close()
+    document = {
+        "provider": provider,
+        "fingerprint": key.fingerprint,
+        "redacted": key.redacted,
+        "identity": identity.to_dict() if identity else None,
+        "action": action,
+        "liveness": state.value,
+        "action_items": action_items,
+    }
+    if as_json:
+        _emit_json(document)
+    else:
+        typer.echo(f"{action}: {_describe_identity(identity) if identity else key.fingerprint}; now {state.value}")
+        for item in action_items:
+            typer.echo(f"action item: {item}", err=True)
+    if state is Liveness.LIVE:
+        raise StillLive(f"{key.fingerprint} still answers after revocation")
+    if state is Liveness.UNKNOWN:
+        raise ProviderUnavailable(f"revoked {key.fingerprint}, but the liveness check could not confirm it is dead")
+
+
+def _describe_identity(identity) -> str:
+    parts = [identity.key_id or "(no key id)"]
+    if identity.project:
+        parts.append(f"in {identity.project}")
+    if identity.owner_type:
+        parts.append(f"owned by {identity.owner_type}" + (f" {identity.owner_id}" if identity.owner_id else ""))
+    return " ".join(parts)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 

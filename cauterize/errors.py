@@ -17,6 +17,9 @@
     ├── StillLive                  the old key still answers after revocation: exit 4
     └── SecretLeakError            cauterize was about to write a key value somewhere
 
+Exit codes (DESIGN.md section 4): InputError 2; provider, store, git and purge failures 3
+(incomplete); StillLive 4; anything else 1.
+
 Foreign exceptions (httpx, botocore, hvac, subprocess) are translated at one boundary per
 adapter, with ``raise ... from exc``. Messages name fingerprints, never key values.
 """
@@ -63,6 +66,7 @@ class KeySourceError(InputError):
 
 
 class ProviderError(CauterizeError):
+    exit_code = 3  # the operation could not complete: incomplete, not an internal error
     remediation = "Check the provider's status page and the admin credential, then rerun."
 
 
@@ -97,14 +101,17 @@ class ManualStepRequired(CauterizeError):
 
 
 class StoreError(CauterizeError):
+    exit_code = 3  # the operation could not complete: incomplete, not an internal error
     remediation = "Check the store's credentials and path in the runbook; the record lists which stores hold which key."
 
 
 class GitError(CauterizeError):
+    exit_code = 3  # the operation could not complete: incomplete, not an internal error
     remediation = "Check that the repository path or URL is right and readable, then rerun."
 
 
 class PurgeError(CauterizeError):
+    exit_code = 3  # the operation could not complete: incomplete, not an internal error
     remediation = "Nothing was pushed; inspect the mirror named above and rerun `cauterize purge`."
 
 

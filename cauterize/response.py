@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from cauterize import incident as records
 from cauterize.errors import CauterizeError, InputError, KeyNotFound, ProviderUnavailable, StillLive, StoreError
 from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
 from cauterize.logs import LOGGER
-from cauterize.providers.base import KeyIdentity, Liveness, Provider, get_provider, settings_for
+from cauterize.providers.base import KeyIdentity, Liveness, Provider, confirm_liveness, get_provider, settings_for
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.secret import KeySource, Secret
 from cauterize.stores import open_store
@@ -412,12 +411,4 @@ STEPS: dict[str, Callable[[Context, StepRecord], None]] = {
 
 
 def _confirm(check: Callable[[], Liveness], *, want: Liveness) -> Liveness:
-    """Poll a liveness check until it gives ``want`` (providers take a moment to propagate)."""
-    state = Liveness.UNKNOWN
-    for attempt in range(CONFIRM_ATTEMPTS):
-        state = check()
-        if state is want:
-            return state
-        if attempt + 1 < CONFIRM_ATTEMPTS:
-            time.sleep(CONFIRM_INTERVAL)
-    return state
+    return confirm_liveness(check, want=want, attempts=CONFIRM_ATTEMPTS, interval=CONFIRM_INTERVAL)

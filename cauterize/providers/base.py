@@ -178,29 +178,50 @@ def provider_names() -> list[str]:
 
 
 def get_provider(name: str, settings: ProviderSettings) -> Provider:
-    _load_builtins()
+    _load_builtins(only=name)
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise InputError(f"unknown provider '{name}': expected one of {', '.join(sorted(_REGISTRY))}") from None
+        known = ", ".join(sorted(set(BUILTIN) | set(_REGISTRY)))
+        raise InputError(f"unknown provider '{name}': expected one of {known}") from None
     return factory(settings)
 
 
-BUILTIN = ("openai", "anthropic", "google", "azure_openai", "cohere")
+#: Built-in providers: name -> module under cauterize.providers (each registers itself on import).
+BUILTIN = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "google",
+    "azure-openai": "azure_openai",
+    "cohere": "cohere",
+}
 
 
-def _load_builtins() -> None:
-    """Import the built-in provider modules; each registers itself."""
+def _load_builtins(only: str | None = None) -> None:
+    """Import the built-in provider modules (just ``only``'s when given: the revoke path stays lean)."""
     import importlib
 
-    for module in BUILTIN:
-        if f"cauterize.providers.{module}" not in _LOADED:
+    for name, module in BUILTIN.items():
+        if (only is None or name == only) and name not in _REGISTRY:
             try:
                 importlib.import_module(f"cauterize.providers.{module}")
             except ModuleNotFoundError as exc:
                 if exc.name != f"cauterize.providers.{module}":
                     raise
-            _LOADED.add(f"cauterize.providers.{module}")
 
 
-_LOADED: set[str] = set()
+def confirm_liveness(
+    check: Callable[[], Liveness], *, want: Liveness, attempts: int = 5, interval: float = 1.0
+) -> Liveness:
+    """Poll a liveness check until it answers ``want`` (revocations take a moment to propagate);
+    returns the last answer."""
+    import time
+
+    state = Liveness.UNKNOWN
+    for attempt in range(attempts):
+        state = check()
+        if state is want:
+            return state
+        if attempt + 1 < attempts:
+            time.sleep(interval)
+    return state
