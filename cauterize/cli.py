@@ -123,6 +123,8 @@ def respond(
         if not sys.stdin.isatty():
             raise InputError("respond revokes and rewrites for real: pass --yes (or --dry-run) when not on a terminal")
         typer.confirm(f"Revoke and rotate the key of runbook '{loaded.runbook.name}' now?", abort=True, err=True)
+    if sys.stdin.isatty():
+        response.set_manual_input(_ask_for_key)
     from cauterize.flows.runner import run_flow
 
     incident, _ = run_flow(str(loaded.path), dry_run=dry_run, mode="respond")
@@ -130,6 +132,16 @@ def respond(
         _emit_json(incident.model_dump(mode="json"))
     typer.echo(f"post-mortem: {incident.report.get('md', '(not rendered)')}", err=True)
     raise typer.Exit(incident.exit_code())
+
+
+def _ask_for_key(instructions: str):
+    """The hidden terminal prompt for a key a person created by hand (empty answer: later)."""
+    from cauterize.secret import Secret
+
+    typer.echo(instructions, err=True)
+    value = typer.prompt("Paste the new key (input hidden; empty to stop here)", hide_input=True,
+                         default="", show_default=False, err=True)
+    return Secret(value) if value.strip() else None
 
 
 @app.command()

@@ -22,10 +22,26 @@ from pathlib import Path
 import httpx
 
 from cauterize import incident as records
-from cauterize.errors import CauterizeError, InputError, KeyNotFound, ProviderUnavailable, StillLive, StoreError
+from cauterize.errors import (
+    CauterizeError,
+    InputError,
+    KeyNotFound,
+    ManualStepRequired,
+    ProviderUnavailable,
+    StillLive,
+    StoreError,
+)
 from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
 from cauterize.logs import LOGGER
-from cauterize.providers.base import KeyIdentity, Liveness, Provider, confirm_liveness, get_provider, settings_for
+from cauterize.providers.base import (
+    KeyIdentity,
+    Liveness,
+    MintedKey,
+    Provider,
+    confirm_liveness,
+    get_provider,
+    settings_for,
+)
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.secret import KeySource, Secret
 from cauterize.stores import open_store
@@ -258,11 +274,14 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
             rec.summary = f"{current.fingerprint} already minted and in {primary.describe()}"
             return
     identity = ctx.identity() or KeyIdentity(provider=ctx.incident.provider, key_id=None)
-    minted = provider.mint(identity, f"cauterize-{ctx.incident.id[:15].lower()}")
+    try:
+        minted = provider.mint(identity, f"cauterize-{ctx.incident.id[:15].lower()}")
+    except ManualStepRequired as exc:
+        minted = _minted_by_a_person(ctx, provider, exc)
     try:
         write = primary.write(minted.secret)
     except CauterizeError:
-        provider.revoke(minted.identity)  # never leave a minted key that no store holds
+        _unmint(ctx, provider, minted)  # never leave a minted key that no store holds
         raise
     ctx.incident.new_key = KeyRecord(
         fingerprint=minted.secret.fingerprint,
@@ -277,6 +296,45 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
         raise ProviderUnavailable(f"the new key {minted.secret.fingerprint} does not answer as live ({state.value})")
     rec.details["primary_store"] = write.store
     rec.summary = f"minted {minted.identity.key_id} ({minted.secret.fingerprint}), written to {write.store}"
+
+
+#: How a person hands over a key the provider cannot mint by API (Anthropic, Cohere): the CLI sets a
+#: hidden terminal prompt, the flow's pause form sets its own. None: nobody can answer now.
+ManualInput = Callable[[str], "Secret | None"]
+_manual_input: ManualInput | None = None
+
+
+def set_manual_input(ask: ManualInput | None) -> None:
+    global _manual_input
+    _manual_input = ask
+
+
+def _minted_by_a_person(ctx: Context, provider: Provider, request: ManualStepRequired) -> MintedKey:
+    """Ask for the key a person created by hand; check it is new and live, identify it if possible."""
+    ctx.incident.add_action("rotate", request.message)
+    if _manual_input is None:
+        raise request
+    supplied = _manual_input(request.message)
+    if supplied is None:
+        raise request
+    if supplied == ctx.old_key():
+        raise InputError("the key supplied as the replacement is the leaked key itself")
+    state = provider.check(supplied)
+    if state is not Liveness.LIVE:
+        raise InputError(f"the key supplied as the replacement ({supplied.fingerprint}) is {state.value}, not live")
+    try:
+        identity = provider.identify(supplied)
+    except CauterizeError:
+        identity = KeyIdentity(provider=ctx.incident.provider, key_id=None, notes=("supplied by a person",))
+    ctx.incident.steps["rotate"].details["manual"] = True
+    return MintedKey(supplied, identity)
+
+
+def _unmint(ctx: Context, provider: Provider, minted: MintedKey) -> None:
+    try:
+        provider.revoke(minted.identity)
+    except ManualStepRequired:
+        ctx.incident.add_action("rotate", f"revoke the replacement {minted.secret.fingerprint} by hand: no store took it")
 
 
 def redeploy(ctx: Context, rec: StepRecord) -> None:

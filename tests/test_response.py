@@ -106,3 +106,45 @@ def test_dry_run_changes_nothing(world):
     assert incident.purge and not incident.purge[0]["pushed"]
     assert "OPENAI_API_KEY" in (world.root / "deploy/.env").read_text()
     assert Secret(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"]) == DotenvStore(world.root / "deploy/.env", "OPENAI_API_KEY").read()
+
+
+def _manual_runbook(world):
+    world.runbook.write_text(world.runbook.read_text().replace("mint: service-account", "mint: manual"))
+
+
+def test_manual_mint_waits_for_a_person_when_nobody_can_answer(world):
+    _manual_runbook(world)
+    response.set_manual_input(None)
+    directory = response.open_incident(world.runbook)
+    incident = _run_all(directory)
+    assert incident.steps["rotate"].status == "waiting"
+    assert incident.steps["redeploy"].status == "skipped"
+    assert any(item.step == "rotate" for item in incident.action_items)
+    assert incident.exit_code() == 3
+
+
+def test_manual_mint_takes_a_pasted_key_after_checking_it(world):
+    _manual_runbook(world)
+    project = next(iter(world.emulator.projects))
+    _, created_by_hand = world.emulator.add_user_key(project, name="made in the console")
+    asked = []
+    response.set_manual_input(lambda text: asked.append(text) or Secret(created_by_hand))
+    try:
+        directory = response.open_incident(world.runbook)
+        incident = _run_all(directory)
+    finally:
+        response.set_manual_input(None)
+    assert asked and incident.steps["rotate"].status == "ok" and incident.steps["rotate"].details["manual"]
+    assert incident.new_key.fingerprint == Secret(created_by_hand).fingerprint
+    assert DotenvStore(world.root / "worker/.env", "OPENAI_API_KEY").read() == Secret(created_by_hand)
+
+
+def test_pasting_the_leaked_key_back_is_refused(world):
+    _manual_runbook(world)
+    response.set_manual_input(lambda text: Secret(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"]))
+    try:
+        directory = response.open_incident(world.runbook)
+        incident = _run_all(directory)
+    finally:
+        response.set_manual_input(None)
+    assert incident.steps["rotate"].status == "failed" and "leaked key itself" in incident.steps["rotate"].error
