@@ -81,3 +81,26 @@ def test_unknown_provider_is_input_error(openai_org):
     _, env, _ = openai_org
     done = _cauterize("verify", "--provider", "acme", "--key-env", "LEAKED", env=env)
     assert done.returncode == 2 and "unknown provider 'acme'" in done.stderr
+
+
+def test_anthropic_revoke_sets_inactive_after_a_429_and_verify_says_dead():
+    from cauterize.sandbox.anthropic import AnthropicEmulator
+
+    emulator = AnthropicEmulator()
+    admin = emulator.add_admin_key()
+    for index in range(25):
+        emulator.add_key(name=f"k{index}")
+    key_id, leaked = emulator.add_key(name="leaked")
+    emulator.fail_next("POST", f"*/api_keys/{key_id}", status=429, retry_after=1)
+    with serve(emulator) as app:
+        env = {"ANTHROPIC_BASE_URL": app.url, "ANTHROPIC_ADMIN_KEY": admin, "LEAKED": leaked}
+        done = _cauterize("revoke", "--provider", "anthropic", "--key-env", "LEAKED", "--yes", "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["identity"]["key_id"] == key_id and result["liveness"] == "dead"
+        assert emulator.keys[key_id].status == "inactive"
+        assert [u["status"] for u in emulator.updates if u["api_key_id"] == key_id] == ["inactive"], "updated once"
+        assert len(emulator.calls("POST", f"*/api_keys/{key_id}")) == 2, "one 429, then the update"
+        verified = _cauterize("verify", "--provider", "anthropic", "--key-env", "LEAKED", env=env)
+        assert verified.returncode == 0 and verified.stdout.splitlines()[0] == "dead"
+        assert all(c.headers.get("anthropic-version") for c in emulator.requests)
