@@ -53,7 +53,7 @@ def register(kind: str) -> Callable[[StoreFactory], StoreFactory]:
 
 
 def open_store(config: Any, loaded: Any) -> SecretStore:
-    _load_builtins()
+    _load_builtins(only=config.type)
     try:
         factory = _REGISTRY[config.type]
     except KeyError:
@@ -61,6 +61,30 @@ def open_store(config: Any, loaded: Any) -> SecretStore:
     return factory(config, loaded)
 
 
-def _load_builtins() -> None:
-    if not _REGISTRY:
-        from cauterize.stores import dotenv  # noqa: F401  (registers itself)
+#: Built-in stores: runbook type -> module under cauterize.stores (each registers itself on import).
+BUILTIN = {
+    "dotenv": "dotenv",
+    "aws-secrets-manager": "aws_secrets_manager",
+    "vault-kv2": "vault",
+    "sops": "sops",
+    "github-actions": "github_actions",
+    "kubernetes": "kubernetes",
+    "prefect-secret": "prefect_secret",
+}
+
+
+def store_module(kind: str):
+    """The module of a built-in store type (imported on demand)."""
+    import importlib
+
+    return importlib.import_module(f"cauterize.stores.{BUILTIN[kind]}")
+
+
+def _load_builtins(only: str | None = None) -> None:
+    for kind in BUILTIN:
+        if (only is None or kind == only) and kind not in _REGISTRY:
+            try:
+                store_module(kind)
+            except ModuleNotFoundError as exc:
+                if exc.name != f"cauterize.stores.{BUILTIN[kind]}":
+                    raise
