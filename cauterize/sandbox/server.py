@@ -54,7 +54,9 @@ def serve(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> ServedApp
     """Start serving ``handler`` on ``host`` (a free port unless ``port`` is given)."""
     server = ThreadingHTTPServer((host, port), _bridge(handler))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{server.server_address[1]}", daemon=True)
+    thread = threading.Thread(
+        target=lambda: server.serve_forever(poll_interval=0.05), name=f"sandbox-{server.server_address[1]}", daemon=True
+    )
     thread.start()
     return ServedApp(f"http://{host}:{server.server_address[1]}", server, thread)
 
@@ -62,6 +64,7 @@ def serve(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> ServedApp
 def _bridge(handler: Handler) -> type[BaseHTTPRequestHandler]:
     class Bridge(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # small replies would otherwise wait ~40 ms for a delayed ACK
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,143 @@
+"""Cohere: liveness and identity through ``POST /v1/check-api-key``; revoking and minting are manual.
+
+Cohere documents no API to list, create or revoke keys, and none for usage per key (provider-apis.md
+5): keys live in the dashboard (dashboard.cohere.com/api-keys) and the CLI (``co key create|list|revoke``).
+There is no admin credential either. So ``check`` and ``identify`` ask ``check-api-key`` with the
+leaked key itself, ``revoke`` and ``mint`` raise ``ManualStepRequired`` with the steps for a
+person (the flow then waits, and a rerun confirms with ``check``), and ``usage`` says there is
+nothing to read.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+
+from cauterize.errors import (
+    InputError,
+    KeyNotFound,
+    ManualStepRequired,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
+from cauterize.providers.base import KeyIdentity, Liveness, MintedKey, ProviderSettings, RevokeResult, Usage, register
+from cauterize.secret import Secret, scrub
+
+DEFAULT_BASE_URL = "https://api.cohere.com"
+DASHBOARD = "https://dashboard.cohere.com/api-keys"
+NO_USAGE_API = "Cohere has no usage API per key"
+_KEYLIKE = re.compile(r"\b[A-Za-z0-9]{40}\b")
+
+
+@register("cohere")
+class CohereProvider:
+    """The ``cohere`` provider: ``CohereProvider(ProviderSettings(base_url=...))``; it needs no admin key."""
+
+    name = "cohere"
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = settings
+        self._base_url = settings.base_url or DEFAULT_BASE_URL
+        self._policy, self._sleep = policy, sleep
+        self._client = new_client(self._base_url, timeout=settings.timeout, transport=settings.transport)
+
+    def __repr__(self) -> str:
+        return f"CohereProvider(base_url={self._base_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def check_api_key(self, key: Secret) -> httpx.Response:
+        """``POST /v1/check-api-key`` with ``Authorization: Bearer <key>``: 200 ``{valid, organization_id, owner_id}``."""
+        value = key.reveal()
+        if not value.isascii() or not value.isprintable():
+            raise InputError(f"the key {key.fingerprint} holds characters that cannot be sent in an HTTP header")
+        return send(
+            self._client,
+            "POST",
+            "v1/check-api-key",
+            what=f"Cohere check-api-key of {key.fingerprint}",
+            policy=self._policy,
+            sleep=self._sleep,
+            headers={"Authorization": f"Bearer {value}"},
+        )
+
+    # ---- the protocol ----------------------------------------------------------------------
+
+    def check(self, key: Secret) -> Liveness:
+        """200 with ``valid: true`` live; 401 (or ``valid: false``) dead; anything else unknown."""
+        try:
+            response = self.check_api_key(key)
+        except (RateLimited, ProviderUnavailable):
+            return Liveness.UNKNOWN
+        if response.status_code == 401:
+            return Liveness.DEAD
+        if response.status_code != 200:
+            return Liveness.UNKNOWN
+        valid = _body(response).get("valid")
+        return {True: Liveness.LIVE, False: Liveness.DEAD}.get(valid, Liveness.UNKNOWN)
+
+    def identify(self, key: Secret) -> KeyIdentity:
+        """The organisation and owner ``check-api-key`` names; Cohere exposes no key id."""
+        response = self.check_api_key(key)
+        body = _body(response) if response.status_code == 200 else {}
+        if response.status_code == 401 or body.get("valid") is False:
+            raise KeyNotFound(
+                f"Cohere does not accept the leaked key {key.fingerprint}: it is revoked already or was never valid",
+                remediation=f"Confirm in {DASHBOARD} that no key shown as {key.redacted} is still listed.",
+            )
+        if response.status_code != 200 or body.get("valid") is not True:
+            raise ProviderRejected(f"Cohere check-api-key answered {response.status_code}: {_message(response)}")
+        organization, owner = body.get("organization_id"), body.get("owner_id")
+        notes = (
+            f"Cohere exposes no key id: find the key in {DASHBOARD} by its redacted form {key.redacted}",
+            "revoking and replacing it are manual steps (dashboard or `co key revoke` / `co key create`)",
+        )
+        return KeyIdentity("cohere", None, organization, "user" if owner else None, owner, None, notes)
+
+    def revoke(self, identity: KeyIdentity) -> RevokeResult:
+        """Cohere has no revoke API: a person deletes the key."""
+        where = f" of organization {identity.project}" if identity.project else ""
+        raise ManualStepRequired(
+            f"revoke the leaked Cohere key{where} by hand: {DASHBOARD} -> API keys -> delete the key "
+            "(or `co key revoke`), then rerun: cauterize confirms that it answers 401",
+            remediation="Cohere has no API to revoke a key: a person with access to the organisation must do it.",
+        )
+
+    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+        """Cohere has no API to create a key: a person creates one and pastes it into the prompt."""
+        raise ManualStepRequired(
+            f"create the replacement Cohere key '{name}' by hand: {DASHBOARD} -> API keys -> new key "
+            "(or `co key create`), and paste it into the prompt",
+            remediation="Cohere has no API to create a key: a person with access to the organisation must do it.",
+        )
+
+    def usage(self, identity: KeyIdentity, start: datetime, end: datetime, bucket: str) -> Usage:
+        """Nothing to read: Cohere offers no usage or cost per key."""
+        return Usage((), (NO_USAGE_API,))
+
+
+def _body(response: httpx.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(response: httpx.Response) -> str:
+    """Cohere's ``message``, with anything key-shaped masked."""
+    message = str(_body(response).get("message") or response.reason_phrase or "no message")
+    return " ".join(scrub(_KEYLIKE.sub("[redacted]", message)).split())[:300]

@@ -1,0 +1,477 @@
+"""Google (Vertex AI through IAM service-account keys): the API client and the ``google`` provider.
+
+``GoogleIAM`` mirrors IAM v1 ``projects.serviceAccounts.keys`` and Monitoring's
+``projects.timeSeries.list`` one method per endpoint (provider-apis.md 3.1, 3.2). Every answer goes
+through ``_error_for``, the one place where Google's error envelope becomes a cauterize error.
+
+``GoogleProvider`` implements the provider protocol on top of it. The leaked key is a
+service-account key file, so everything is exact: ``check`` signs a JWT with the file's private
+key and asks the token endpoint for an access token (a token: live; ``invalid_grant``: dead);
+``identify`` builds the key's IAM name from ``client_email`` and ``private_key_id`` and confirms it
+with ``GET``; ``revoke`` disables the key (immediate, reversible) and then deletes it; ``mint``
+creates a new key for the same service account; ``usage`` reads the per-key authentication counts,
+which is all Google reports per key.
+
+The admin credential (``settings.admin_key``, from ``GOOGLE_ADMIN_KEY``, else ``GOOGLE_OAUTH_ACCESS_TOKEN``)
+is an OAuth access token, or a service-account key file exchanged for one (scope ``cloud-platform``)
+and renewed before it expires. Endpoints: ``settings.base_url`` (IAM), ``settings.data_url`` (the
+token endpoint), ``settings.extra["monitoring_url"]`` or ``GOOGLE_MONITORING_URL`` (Monitoring).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from cauterize.errors import (
+    AdminAuthError,
+    CauterizeError,
+    InputError,
+    KeyNotFound,
+    ManualStepRequired,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
+from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
+from cauterize.providers.base import (
+    KeyIdentity,
+    Liveness,
+    MintedKey,
+    ProviderSettings,
+    RevokeResult,
+    Usage,
+    UsageBucket,
+    register,
+)
+from cauterize.providers.google_auth import (
+    AdminAuth,
+    ServiceAccountCredentials,
+    TokenAnswer,
+    clean_message,
+    exchange,
+)
+from cauterize.secret import Secret
+
+DEFAULT_IAM_URL = "https://iam.googleapis.com"
+DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
+DEFAULT_MONITORING_URL = "https://monitoring.googleapis.com"
+AUTHN_METRIC = "iam.googleapis.com/service_account/key/authn_events_count"
+Json = dict[str, Any]
+
+_ADMIN_REMEDIATION = (
+    "Set GOOGLE_ADMIN_KEY (or the runbook's providers.google.admin_key) to an access token or a service-account key "
+    "file of a principal holding iam.serviceAccountKeys.list, iam.serviceAccountKeys.get, "
+    "iam.serviceAccountKeys.disable, iam.serviceAccountKeys.delete and iam.serviceAccountKeys.create on the leaked "
+    "key's project (roles/iam.serviceAccountKeyAdmin), plus monitoring.timeSeries.list for evidence."
+)
+#: bucket -> Monitoring alignment period in seconds
+_ALIGNMENT = {"1m": 60, "1h": 3600, "1d": 86400}
+#: invalid_grant descriptions that are about the request (clock, audience), not about the key
+_NOT_ABOUT_THE_KEY = re.compile(r"timeframe|\biat\b|\bexp\b|audience", re.IGNORECASE)
+_RETENTION = timedelta(weeks=6)  # Cloud Monitoring keeps Google Cloud metrics this long
+_NO_PER_KEY_TOKENS = (
+    "Google reports no per-key token or cost usage: requests here count authentications with the key "
+    f"({AUTHN_METRIC}; one token exchange can serve an hour of Vertex AI calls) and tokens stay 0. "
+    "Per-call evidence needs Vertex AI Data Access audit logs (aiplatform.googleapis.com, "
+    "authenticationInfo.serviceAccountKeyName); tokens and cost exist only per project and model."
+)
+
+
+class GoogleIAM:
+    """IAM's service-account key methods and Monitoring's ``timeSeries.list``.
+
+    ``iam`` and ``monitoring`` carry their base URLs and the admin bearer (``google_auth.AdminAuth``)."""
+
+    def __init__(
+        self,
+        iam: httpx.Client,
+        monitoring: httpx.Client,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._iam, self._monitoring = iam, monitoring
+        self._policy, self._sleep = policy, sleep
+
+    def close(self) -> None:
+        self._iam.close()
+        self._monitoring.close()
+
+    # ---- projects.serviceAccounts.keys -----------------------------------------------------
+
+    def list_service_account_keys(self, account: str, key_types: Sequence[str] = ()) -> Json:
+        """``GET /v1/{account}/keys``: ``{keys: [...]}`` of ``projects/{p}/serviceAccounts/{email}`` (no paging)."""
+        params = [("keyTypes", kind) for kind in key_types]
+        return self._call(self._iam, "GET", f"v1/{account}/keys", params=params, not_found=KeyNotFound)
+
+    def get_service_account_key(self, name: str) -> Json:
+        """``GET /v1/{name}``: one key (``projects/{p}/serviceAccounts/{email}/keys/{keyId}``)."""
+        return self._call(self._iam, "GET", f"v1/{name}", not_found=KeyNotFound)
+
+    def disable_service_account_key(self, name: str) -> Json:
+        """``POST /v1/{name}:disable``: ``{}``; the key stops authenticating at once, reversibly."""
+        return self._call(self._iam, "POST", f"v1/{name}:disable", json={}, not_found=KeyNotFound)
+
+    def enable_service_account_key(self, name: str) -> Json:
+        """``POST /v1/{name}:enable``: ``{}``."""
+        return self._call(self._iam, "POST", f"v1/{name}:enable", json={}, not_found=KeyNotFound)
+
+    def delete_service_account_key(self, name: str) -> Json:
+        """``DELETE /v1/{name}``: ``{}``; permanent."""
+        return self._call(self._iam, "DELETE", f"v1/{name}", not_found=KeyNotFound)
+
+    def create_service_account_key(
+        self,
+        account: str,
+        *,
+        private_key_type: str = "TYPE_GOOGLE_CREDENTIALS_FILE",
+        key_algorithm: str = "KEY_ALG_RSA_2048",
+    ) -> Json:
+        """``POST /v1/{account}/keys``: the new key; ``privateKeyData`` (base64 of the key file) comes only here."""
+        body = {"privateKeyType": private_key_type, "keyAlgorithm": key_algorithm}
+        return self._call(self._iam, "POST", f"v1/{account}/keys", json=body, not_found=KeyNotFound)
+
+    # ---- projects.timeSeries ---------------------------------------------------------------
+
+    def list_time_series(
+        self,
+        project: str,
+        *,
+        metric_filter: str,
+        start_time: str,
+        end_time: str,
+        alignment_period: str | None = None,
+        per_series_aligner: str | None = None,
+        page_token: str | None = None,
+    ) -> Json:
+        """``GET /v3/projects/{project}/timeSeries``: one page (``timeSeries``, ``nextPageToken``)."""
+        params = {
+            "filter": metric_filter,
+            "interval.startTime": start_time,
+            "interval.endTime": end_time,
+            "aggregation.alignmentPeriod": alignment_period,
+            "aggregation.perSeriesAligner": per_series_aligner,
+            "pageToken": page_token,
+        }
+        present = {name: value for name, value in params.items() if value is not None}
+        return self._call(self._monitoring, "GET", f"v3/projects/{project}/timeSeries", params=present)
+
+    def iter_time_series(self, project: str, **query: Any) -> Iterator[Json]:
+        """Every series of ``list_time_series``, following ``nextPageToken`` (one series may span pages)."""
+        token: str | None = None
+        while True:
+            page = self.list_time_series(project, **query, page_token=token)
+            yield from page.get("timeSeries") or []
+            following = page.get("nextPageToken")
+            if not following or following == token:
+                return
+            token = following
+
+    # ---- the one boundary ------------------------------------------------------------------
+
+    def _call(
+        self,
+        client: httpx.Client,
+        method: str,
+        path: str,
+        *,
+        not_found: type[ProviderError] = ProviderRejected,
+        **kwargs: Any,
+    ) -> Json:
+        what = f"Google {method} /{path}"
+        response = send(client, method, path, what=what, policy=self._policy, sleep=self._sleep, **kwargs)
+        if response.status_code >= 400:
+            raise _error_for(response, what, not_found)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(f"{what}: the answer ({response.status_code}) was not JSON") from exc
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(f"{what}: the answer was not a JSON object")
+        return body
+
+
+def _error_for(response: httpx.Response, what: str, not_found: type[ProviderError]) -> ProviderError:
+    """Map a Google error answer to a cauterize error (quoting Google's status and message, cleaned)."""
+    status, (code, message) = response.status_code, provider_message(response)
+    if status in (401, 403):
+        return AdminAuthError(
+            f"the Google admin credential was rejected ({status} {code}): {message}", remediation=_ADMIN_REMEDIATION
+        )
+    if status == 404:
+        return not_found(f"{what}: not found (404 {code}): {message}")
+    return ProviderRejected(f"{what}: Google refused the request ({status} {code}): {message}")
+
+
+def provider_message(response: httpx.Response) -> tuple[str, str]:
+    """``(status, message)`` of Google's envelope ``{"error": {code, message, status}}`` or an OAuth error."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        code, message = error.get("status"), error.get("message")
+    elif isinstance(error, str) and isinstance(body, dict):
+        code, message = error, body.get("error_description")
+    else:
+        code, message = None, None
+    return str(code or response.reason_phrase), clean_message(str(message or response.reason_phrase or "no message"))
+
+
+@register("google")
+class GoogleProvider:
+    """The ``google`` provider: ``GoogleProvider(ProviderSettings(admin_key=Secret(...)))``."""
+
+    name = "google"
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        environ: Mapping[str, str] | None = None,
+    ):
+        env = os.environ if environ is None else environ
+        self.settings = settings
+        self._iam_url = settings.base_url or DEFAULT_IAM_URL
+        self._token_url = settings.data_url or DEFAULT_TOKEN_URL
+        self._monitoring_url = (
+            settings.extra.get("monitoring_url") or env.get("GOOGLE_MONITORING_URL") or DEFAULT_MONITORING_URL
+        )
+        fallback = (env.get("GOOGLE_OAUTH_ACCESS_TOKEN") or "").strip()
+        self._credential = settings.admin_key or (Secret(fallback) if fallback else None)
+        self._policy, self._sleep, self._now = policy, sleep, now
+        self._oauth = new_client(self._token_url, timeout=settings.timeout, transport=settings.transport)
+        self._admin: GoogleIAM | None = None
+
+    def __repr__(self) -> str:
+        return f"GoogleProvider(base_url={self._iam_url!r})"
+
+    @property
+    def admin(self) -> GoogleIAM:
+        """The IAM and Monitoring client, created on first use (``check`` needs no admin credential)."""
+        if self._admin is None:
+            if self._credential is None:
+                raise InputError(
+                    "no Google admin credential: set GOOGLE_ADMIN_KEY (a service-account key file or an access "
+                    "token), GOOGLE_OAUTH_ACCESS_TOKEN or providers.google.admin_key",
+                    remediation=_ADMIN_REMEDIATION,
+                )
+            auth = AdminAuth(self._credential, self._exchange, self._now, _ADMIN_REMEDIATION)
+            clients = [
+                new_client(url, timeout=self.settings.timeout, transport=self.settings.transport)
+                for url in (self._iam_url, self._monitoring_url)
+            ]
+            for client in clients:
+                client.auth = auth
+            self._admin = GoogleIAM(*clients, policy=self._policy, sleep=self._sleep)
+        return self._admin
+
+    def close(self) -> None:
+        self._oauth.close()
+        if self._admin is not None:
+            self._admin.close()
+
+    def _exchange(self, account: ServiceAccountCredentials, what: str) -> TokenAnswer:
+        assertion = account.assertion(self._token_url, self._now())
+        return exchange(self._oauth, self._token_url, assertion, what=what, policy=self._policy, sleep=self._sleep)
+
+    # ---- check -----------------------------------------------------------------------------
+
+    def check(self, key: Secret) -> Liveness:
+        """Exchange a JWT signed with the key for an access token: a token live, ``invalid_grant`` dead."""
+        account = ServiceAccountCredentials.parse(key)
+        try:
+            answer = self._exchange(account, f"Google liveness of {key.fingerprint}")
+        except (RateLimited, ProviderUnavailable):
+            return Liveness.UNKNOWN
+        if answer.access_token:
+            return Liveness.LIVE
+        if answer.error == "invalid_grant" and not _NOT_ABOUT_THE_KEY.search(answer.description):
+            return Liveness.DEAD
+        return Liveness.UNKNOWN
+
+    # ---- identify --------------------------------------------------------------------------
+
+    def identify(self, key: Secret) -> KeyIdentity:
+        """``GET`` the key by the name its file spells out: exact, no search."""
+        account = ServiceAccountCredentials.parse(key)
+        try:
+            found = self.admin.get_service_account_key(account.key_name())
+        except KeyNotFound as exc:
+            raise KeyNotFound(
+                f"Google has no key {account.private_key_id} for {account.client_email} (the leaked key "
+                f"{key.fingerprint}): it was deleted, or its service account or project is gone",
+                remediation="Check with `cauterize verify` that the key is dead; nothing is left to revoke if so.",
+            ) from exc
+        name = str(found.get("name") or account.key_name())
+        notes = []
+        if found.get("disabled"):
+            reason = f" ({found['disableReason']})" if found.get("disableReason") else ""
+            notes.append(f"the key was already disabled at Google{reason}; it is still listed, so it will be deleted")
+        project = account.project_id or name.split("/")[1]
+        return KeyIdentity(
+            "google", account.private_key_id, project, "service_account", account.client_email, name, tuple(notes)
+        )
+
+    # ---- revoke ----------------------------------------------------------------------------
+
+    def revoke(self, identity: KeyIdentity) -> RevokeResult:
+        """Disable the key, then delete it (``settings.revoke``: ``disable`` stops after disabling,
+        ``delete`` only deletes). A key already gone is ``already-revoked``."""
+        policy = self.settings.revoke
+        if policy not in ("default", "disable", "delete"):
+            raise InputError(f"providers.google.revoke is '{policy}': expected default, disable or delete")
+        name = f"{_account_name(identity)}/keys/{_key_id(identity)}"
+        tokens = (
+            f"access tokens issued with key {identity.key_id} before {_aware(self._now()).astimezone(UTC):%Y-%m-%d %H:%M} UTC are not "
+            "revoked with it and may work until they expire (up to 1 hour): check the audit logs of that hour"
+        )
+        try:
+            if policy != "delete":
+                self.admin.disable_service_account_key(name)
+        except KeyNotFound:
+            return RevokeResult(identity, "already-revoked")
+        if policy == "disable":
+            kept = f"key {identity.key_id} is disabled, not deleted (revoke policy 'disable'): delete it once"
+            return RevokeResult(identity, "disabled-key", (f"{kept} the incident is closed", tokens))
+        try:
+            self.admin.delete_service_account_key(name)
+        except KeyNotFound:
+            return RevokeResult(identity, "already-revoked")
+        except ProviderError as exc:
+            if policy == "delete":
+                raise
+            item = f"key {identity.key_id} is disabled but its deletion failed ({exc.one_line()}): delete it by hand"
+            return RevokeResult(identity, "disabled-key", (item, tokens))
+        return RevokeResult(identity, "deleted-key", (tokens,))
+
+    # ---- mint ------------------------------------------------------------------------------
+
+    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+        """Create a key for ``like``'s service account (Google keys have no name: ``name`` is unused)."""
+        if self.settings.mint == "manual":
+            raise ManualStepRequired(
+                f"create a key for {like.owner_id} in the Cloud console (IAM > Service accounts > Keys) "
+                "and paste its JSON file into the prompt"
+            )
+        try:
+            created = self.admin.create_service_account_key(_account_name(like))
+        except ProviderRejected as exc:
+            if "FAILED_PRECONDITION" not in exc.message:
+                raise
+            raise ProviderRejected(
+                exc.message,
+                remediation=f"A service account holds at most 10 keys: delete unused keys of {like.owner_id}, rerun.",
+            ) from exc
+        try:
+            return self._minted(created, like)
+        except CauterizeError:
+            if created.get("name"):
+                self.admin.delete_service_account_key(str(created["name"]))  # never leave a key nobody holds
+            raise
+
+    def _minted(self, created: Json, like: KeyIdentity) -> MintedKey:
+        key_name = str(created.get("name") or "")
+        try:
+            text = base64.b64decode(str(created.get("privateKeyData") or ""), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            text = ""
+        if not text.strip():
+            raise ProviderRejected(f"Google created {key_name} without a readable privateKeyData")
+        secret = Secret(text)
+        account = ServiceAccountCredentials.parse(secret, role="minted key")
+        if account.private_key_id != key_name.rsplit("/", 1)[-1]:
+            raise ProviderRejected(f"the key file Google returned for {key_name} names another key id")
+        identity = KeyIdentity(
+            "google",
+            account.private_key_id,
+            account.project_id or like.project,
+            "service_account",
+            account.client_email,
+            key_name,
+        )
+        return MintedKey(secret, identity)
+
+    # ---- usage -----------------------------------------------------------------------------
+
+    def usage(self, identity: KeyIdentity, start: datetime, end: datetime, bucket: str) -> Usage:
+        """Authentications with the key per bucket over ``[start, end)`` (Cloud Monitoring, all pages)."""
+        if bucket not in _ALIGNMENT:
+            raise InputError(f"bucket '{bucket}' is not one of {', '.join(_ALIGNMENT)}")
+        key_id = _key_id(identity)
+        if not identity.project:
+            raise InputError(f"the Google key {key_id} has no project in its identity; identify it again")
+        totals: dict[tuple[datetime, datetime], int] = {}
+        series = self.admin.iter_time_series(
+            identity.project,
+            metric_filter=f'metric.type="{AUTHN_METRIC}" AND metric.labels.key_id="{key_id}"',
+            start_time=_rfc3339(start),
+            end_time=_rfc3339(end),
+            alignment_period=f"{_ALIGNMENT[bucket]}s",
+            per_series_aligner="ALIGN_SUM",
+        )
+        for item in series:
+            for point in item.get("points") or []:
+                interval = point.get("interval") or {}
+                until = interval.get("endTime")
+                if until:
+                    span = (_parse_time(interval.get("startTime") or until), _parse_time(until))
+                    totals[span] = totals.get(span, 0) + _count(point.get("value") or {})
+        limitations = [_NO_PER_KEY_TOKENS]
+        if not any(totals.values()):
+            limitations.insert(0, f"Cloud Monitoring reported no authentication with key {key_id} in this window")
+        if _aware(start) < _aware(self._now()) - _RETENTION:
+            limitations.append("Cloud Monitoring keeps these counts for 6 weeks: the start of the window is older")
+        buckets = tuple(UsageBucket(s, e, requests=n) for (s, e), n in sorted(totals.items()))
+        return Usage(buckets, tuple(limitations))
+
+
+def _account_name(identity: KeyIdentity) -> str:
+    if not identity.owner_id:
+        raise InputError(f"the Google key {identity.key_id} has no service account in its identity; identify it again")
+    return f"projects/{identity.project or '-'}/serviceAccounts/{identity.owner_id}"
+
+
+def _key_id(identity: KeyIdentity) -> str:
+    if not identity.key_id or not re.fullmatch(r"[A-Za-z0-9_-]+", identity.key_id):
+        raise InputError("cannot act on a Google key without its key id; identify it first")
+    return identity.key_id
+
+
+def _count(value: Json) -> int:
+    """An ``int64Value`` (a string in Google's JSON) or a ``doubleValue``."""
+    raw = value.get("int64Value", value.get("doubleValue", 0))
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _rfc3339(when: datetime) -> str:
+    return _aware(when).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str) -> datetime:
+    """An RFC 3339 time as Google writes it (``Z``, up to nanoseconds)."""
+    try:
+        return _aware(datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value)))
+    except ValueError:
+        raise ProviderUnavailable(f"Cloud Monitoring answered a time cauterize cannot read: {value[:40]!r}") from None
