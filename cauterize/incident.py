@@ -74,6 +74,7 @@ class Incident(BaseModel):
     order: str
     old_key: KeyRecord
     new_key: KeyRecord | None = None
+    pending_mint: dict[str, Any] | None = None  # a mint under way: its name and start, to find orphans
     steps: dict[str, StepRecord] = Field(default_factory=lambda: {name: StepRecord() for name in STEPS})
     revoked_at: datetime | None = None
     exposure_start: datetime | None = None

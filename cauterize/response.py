@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from cauterize import faults
 from cauterize import incident as records
 from cauterize.errors import (
     CauterizeError,
@@ -195,6 +196,7 @@ def run_step(name: str, incident_dir: str | Path, *, transport: httpx.BaseTransp
     finally:
         ctx.close()
         _announce(name, incident.steps[name])
+    faults.point(name)
     return _summary(name, incident.steps[name])
 
 
@@ -257,6 +259,11 @@ def revoke(ctx: Context, rec: StepRecord) -> None:
 
 
 def rotate(ctx: Context, rec: StepRecord) -> None:
+    """Mint the replacement and write it to the primary store as one transaction.
+
+    The record names the mint before it starts (``pending_mint``) and the new key's fingerprint
+    before the store write, so a run killed at any point resumes without a second live key: a
+    minted key that never reached the store is found and revoked, one that did is kept."""
     if ctx.incident.dry_run:
         rec.status, rec.summary = "skipped", "dry run: would mint a replacement"
         return
@@ -266,23 +273,18 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
             "the runbook lists no store: a minted key must be written to a store at once",
             remediation="Add the store the application reads the key from under `stores:`.",
         )
-    primary = stores[0]
-    provider = ctx.provider()
-    if ctx.incident.new_key is not None:  # resumed after a crash: the primary store holds it already
-        current = primary.read()
-        if current is not None and current.fingerprint == ctx.incident.new_key.fingerprint:
-            rec.summary = f"{current.fingerprint} already minted and in {primary.describe()}"
-            return
+    primary, provider = stores[0], ctx.provider()
+    if _resume_rotation(ctx, rec, primary, provider):
+        return
     identity = ctx.identity() or KeyIdentity(provider=ctx.incident.provider, key_id=None)
+    name = f"cauterize-{ctx.incident.id[:15].lower()}"
+    ctx.incident.pending_mint = {"name": name, "started_at": utcnow().isoformat(), "like": identity.to_dict()}
+    ctx.save()
     try:
-        minted = provider.mint(identity, f"cauterize-{ctx.incident.id[:15].lower()}")
+        minted = provider.mint(identity, name)
     except ManualStepRequired as exc:
         minted = _minted_by_a_person(ctx, provider, exc)
-    try:
-        write = primary.write(minted.secret)
-    except CauterizeError:
-        _unmint(ctx, provider, minted)  # never leave a minted key that no store holds
-        raise
+    faults.point("mint")
     ctx.incident.new_key = KeyRecord(
         fingerprint=minted.secret.fingerprint,
         redacted=minted.secret.redacted,
@@ -290,12 +292,59 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
         identity=minted.identity.to_dict(),
     )
     ctx.save()
-    state = _confirm(lambda: provider.check(minted.secret), want=Liveness.LIVE)
+    try:
+        write = primary.write(minted.secret)
+    except CauterizeError:
+        _unmint(ctx, provider, minted.identity)  # never leave a minted key that no store holds
+        ctx.incident.new_key = None
+        raise
+    ctx.incident.pending_mint = None
+    ctx.save()
+    _confirm_new_key(ctx, provider, minted.secret)
+    rec.details["primary_store"] = write.store
+    rec.details["lingering"] = write.lingering
+    rec.summary = f"minted {minted.identity.key_id} ({minted.secret.fingerprint}), written to {write.store}"
+
+
+def _resume_rotation(ctx: Context, rec: StepRecord, primary, provider: Provider) -> bool:
+    """After a crash: keep a replacement the primary store took; revoke one that it never took.
+    Returns True when the rotation is already complete."""
+    pending, recorded = ctx.incident.pending_mint, ctx.incident.new_key
+    if pending is None and recorded is None:
+        return False
+    current = primary.read()
+    if recorded is not None and current is not None and current.fingerprint == recorded.fingerprint:
+        ctx.incident.pending_mint = None
+        _confirm_new_key(ctx, provider, current)
+        rec.summary = f"{current.fingerprint} was minted and stored before the interruption; kept"
+        return True
+    orphans = []
+    if recorded is not None and recorded.identity:
+        orphans.append(KeyIdentity.from_dict(recorded.identity))
+    elif pending is not None:
+        finder = getattr(provider, "find_minted", None)
+        like = KeyIdentity.from_dict(pending["like"])
+        if finder is not None:
+            orphans.extend(finder(like, pending["name"]))
+        else:
+            ctx.incident.add_action(
+                "rotate",
+                f"a run was interrupted while minting at {pending['started_at']}: check the provider for an "
+                "orphaned replacement key and revoke it",
+            )
+    for orphan in orphans:
+        _unmint(ctx, provider, orphan)
+        ctx.incident.log("rotate", f"revoked the replacement {orphan.key_id or orphan.owner_id} an interrupted run minted")
+    ctx.incident.new_key = ctx.incident.pending_mint = None
+    ctx.save()
+    return False
+
+
+def _confirm_new_key(ctx: Context, provider: Provider, secret: Secret) -> None:
+    state = _confirm(lambda: provider.check(secret), want=Liveness.LIVE)
     ctx.incident.new_key.liveness = state.value
     if state is not Liveness.LIVE:
-        raise ProviderUnavailable(f"the new key {minted.secret.fingerprint} does not answer as live ({state.value})")
-    rec.details["primary_store"] = write.store
-    rec.summary = f"minted {minted.identity.key_id} ({minted.secret.fingerprint}), written to {write.store}"
+        raise ProviderUnavailable(f"the new key {secret.fingerprint} does not answer as live ({state.value})")
 
 
 #: How a person hands over a key the provider cannot mint by API (Anthropic, Cohere): the CLI sets a
@@ -330,11 +379,11 @@ def _minted_by_a_person(ctx: Context, provider: Provider, request: ManualStepReq
     return MintedKey(supplied, identity)
 
 
-def _unmint(ctx: Context, provider: Provider, minted: MintedKey) -> None:
+def _unmint(ctx: Context, provider: Provider, identity: KeyIdentity) -> None:
     try:
-        provider.revoke(minted.identity)
+        provider.revoke(identity)
     except ManualStepRequired:
-        ctx.incident.add_action("rotate", f"revoke the replacement {minted.secret.fingerprint} by hand: no store took it")
+        ctx.incident.add_action("rotate", f"revoke the replacement {identity.key_id or ''} by hand: no store took it")
 
 
 def redeploy(ctx: Context, rec: StepRecord) -> None:

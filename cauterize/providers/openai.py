@@ -127,6 +127,10 @@ class OpenAIAdmin:
         """``GET /organization/projects/{project_id}/service_accounts``: one page."""
         return self._get(f"organization/projects/{project_id}/service_accounts", _params(after=after, limit=limit))
 
+    def iter_project_service_accounts(self, project_id: str) -> Iterator[Json]:
+        """Every service account of a project, all pages."""
+        yield from _pages(lambda after: self.list_project_service_accounts(project_id, after=after, limit=100))
+
     def create_project_service_account(
         self, project_id: str, name: str, *, create_service_account_only: bool = False
     ) -> Json:
@@ -428,6 +432,8 @@ class OpenAIProvider:
 
     def revoke(self, identity: KeyIdentity) -> RevokeResult:
         """Delete a user key; delete the service account of a service-account key; delete an admin key."""
+        if identity.owner_type == "service_account" and identity.owner_id:
+            return self._revoke_service_account(identity, _project_of(identity), identity.owner_id)
         if not identity.key_id:
             raise InputError("cannot revoke an OpenAI key without its key id; identify it first")
         if identity.owner_type == "admin":
@@ -435,8 +441,6 @@ class OpenAIProvider:
                 identity, "deleted-admin-key", lambda: self.admin.delete_admin_api_key(identity.key_id)
             )
         project = _project_of(identity)
-        if identity.owner_type == "service_account" and identity.owner_id:
-            return self._revoke_service_account(identity, project, identity.owner_id)
         try:
             return self._revoke_with(
                 identity, "deleted-key", lambda: self.admin.delete_project_api_key(project, identity.key_id)
@@ -502,6 +506,16 @@ class OpenAIProvider:
             "openai", api_key.get("id"), project, "service_account", created.get("id"), created.get("name") or name
         )
         return MintedKey(Secret(api_key["value"]), identity)
+
+    def find_minted(self, like: KeyIdentity, name: str) -> list[KeyIdentity]:
+        """Replacements an interrupted run may have minted: service accounts named ``name`` in
+        ``like.project`` (their keys die with them when revoked)."""
+        project = _project_of(like)
+        return [
+            KeyIdentity("openai", None, project, "service_account", account["id"], account.get("name"))
+            for account in self.admin.iter_project_service_accounts(project)
+            if account.get("name") == name
+        ]
 
     # ---- usage -----------------------------------------------------------------------------
 
