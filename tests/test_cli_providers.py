@@ -104,3 +104,18 @@ def test_anthropic_revoke_sets_inactive_after_a_429_and_verify_says_dead():
         verified = _cauterize("verify", "--provider", "anthropic", "--key-env", "LEAKED", env=env)
         assert verified.returncode == 0 and verified.stdout.splitlines()[0] == "dead"
         assert all(c.headers.get("anthropic-version") for c in emulator.requests)
+
+
+def test_cohere_verify_and_revoke_is_a_manual_step():
+    from cauterize.sandbox.cohere import CohereEmulator
+
+    emulator = CohereEmulator()
+    key = emulator.add_key()
+    with serve(emulator) as app:
+        env = {"COHERE_BASE_URL": app.url, "LEAKED": key}
+        verified = _cauterize("verify", "--provider", "cohere", "--key-env", "LEAKED", "--json", env=env)
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)["liveness"] == "live"
+        revoked = _cauterize("revoke", "--provider", "cohere", "--key-env", "LEAKED", "--yes", env=env)
+        assert revoked.returncode == 3 and "dashboard" in revoked.stderr.lower()
+        assert len(revoked.stderr.strip().splitlines()) == 1 and key not in revoked.stderr
