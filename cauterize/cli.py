@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 runbook_app = typer.Typer(help="Validate runbooks and print their schema.", no_args_is_help=True)
 app.add_typer(runbook_app, name="runbook")
+stores_app = typer.Typer(help="Secret stores: where does the leaked key live?", no_args_is_help=True)
+app.add_typer(stores_app, name="stores")
 
 
 def _emit_json(document: object) -> None:
@@ -190,6 +192,36 @@ def locate(
         for f in findings:
             typer.echo(f"{f.source}\t{f.encoding}\t{f.first_seen or '-'}\t{f.location}")
         typer.echo(f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} of {key.fingerprint}", err=True)
+
+
+@stores_app.command("scan")
+def stores_scan(
+    runbook: Path | None = typer.Argument(None, help="Also read every store of this runbook."),
+    key_env: str | None = typer.Option(None, "--key-env", help="Read the key from this environment variable."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="Read the key from this file."),
+    key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the key from standard input."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Which secrets hold the leaked key: the runbook's stores, every secret of the AWS region and
+    the Vault mount they (or AWS_*/VAULT_ADDR) point at. Exit 3 if a sweep failed."""
+    from cauterize.runbook import load_runbook
+    from cauterize.secret import load_key
+    from cauterize.stores.discover import discover
+
+    loaded = load_runbook(runbook) if runbook else None
+    key = load_key(key_source(key_env, key_file, key_stdin))
+    result = discover(key, loaded)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        for hit in result.hits:
+            typer.echo(hit)
+        typer.echo(f"{len(result.hits)} secret(s) hold {key.fingerprint}; searched: {'; '.join(result.scanned) or 'nothing'}",
+                   err=True)
+    for error in result.errors:
+        typer.echo(f"error: {error}", err=True)
+    if result.errors:
+        raise typer.Exit(3)
 
 
 # -- one-shot provider commands -----------------------------------------------------------------

@@ -302,7 +302,7 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     ctx.save()
     _confirm_new_key(ctx, provider, minted.secret)
     rec.details["primary_store"] = write.store
-    rec.details["lingering"] = write.lingering
+    _note_lingering(ctx, "rotate", write)
     rec.summary = f"minted {minted.identity.key_id} ({minted.secret.fingerprint}), written to {write.store}"
 
 
@@ -402,7 +402,9 @@ def redeploy(ctx: Context, rec: StepRecord) -> None:
             write = store.write(new)
             done.append(write)
             check = store.read()
-            if check is None or check.fingerprint != new.fingerprint:
+            if check is None and getattr(store, "readable", True) is False:
+                pass  # a write-only store (GitHub Actions secrets): its write was acknowledged
+            elif check is None or check.fingerprint != new.fingerprint:
                 raise StoreError(f"{store.describe()}: read-back does not hold the new key")
             written.append({"store": write.store, "fingerprint": new.fingerprint, "version": write.version})
     except CauterizeError:
@@ -411,8 +413,16 @@ def redeploy(ctx: Context, rec: StepRecord) -> None:
                 write.undo()
         ctx.incident.log("redeploy", f"rolled back {len(done)} store(s)")
         raise
+    for write in done:
+        _note_lingering(ctx, "redeploy", write)
     rec.details["stores"] = written
     rec.summary = f"{len(written)} store(s) hold {new.fingerprint}"
+
+
+def _note_lingering(ctx: Context, step: str, write) -> None:
+    """Where the store's own history still holds the old value becomes an action item."""
+    for item in write.lingering:
+        ctx.incident.add_action(step, item)
 
 
 def locate(ctx: Context, rec: StepRecord) -> None:
