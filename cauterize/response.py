@@ -437,6 +437,7 @@ def locate(ctx: Context, rec: StepRecord) -> None:
             from cauterize.locate.files import scan_tree
 
             findings.extend(scan_tree(ctx.loaded.resolve(path), key))
+    _discover_other_stores(ctx, key, rec)
     for url in ctx.runbook.locate.s3:
         ctx.incident.add_action("locate", f"{url} was not scanned: S3 sources are not supported by this version")
     ctx.incident.findings = [finding.to_dict() for finding in findings]
@@ -446,6 +447,20 @@ def locate(ctx: Context, rec: StepRecord) -> None:
     sources = len(ctx.runbook.locate.git) + len(ctx.runbook.locate.paths)
     rec.details["sources"] = sources
     rec.summary = f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} in {sources} source(s)"
+
+
+def _discover_other_stores(ctx: Context, key: Secret, rec: StepRecord) -> None:
+    """Secrets outside the runbook that still hold the leaked key (same AWS region, Vault mount)."""
+    from cauterize.stores.discover import discover
+
+    if not any(store.type in ("aws-secrets-manager", "vault-kv2") for store in ctx.runbook.stores):
+        return
+    found = discover(key, ctx.loaded)
+    rec.details["other_secrets"] = found.hits
+    for hit in found.hits:
+        ctx.incident.add_action("locate", f"{hit} also holds the leaked key: add it to the runbook's stores and rerun")
+    for error in found.errors:
+        ctx.incident.log("locate", f"store sweep incomplete: {error}")
 
 
 def purge(ctx: Context, rec: StepRecord) -> None:

@@ -38,6 +38,8 @@ def test_respond_rotates_aws_vault_and_dotenv(tmp_path, org, secretsmanager, sec
     vault_client.secrets.kv.v2.create_or_update_secret(
         path=kv_path, mount_point="secret", secret={"OPENAI_API_KEY": leaked, "REGION": "eu"}
     )
+    stray = secret_name + "-copy"
+    secretsmanager.create_secret(Name=stray, SecretString=leaked)  # a copy the runbook does not know
     dotenv = tmp_path / ".env"
     dotenv.write_text(f"# app\nLOG=info\nOPENAI_API_KEY={leaked}\nPORT=8080\n")
     runbook = tmp_path / "runbook.yaml"
@@ -77,4 +79,5 @@ def test_respond_rotates_aws_vault_and_dotenv(tmp_path, org, secretsmanager, sec
     assert not emulator.is_live(leaked) and emulator.is_live(new)
     lingering = [item["text"] for item in record["action_items"]]
     assert any("AWSPREVIOUS" in text for text in lingering), lingering
+    assert any(text.startswith(f"aws-sm:{stray} also holds the leaked key") for text in lingering), lingering
     assert leaked not in done.stdout + done.stderr and new not in done.stdout + done.stderr
