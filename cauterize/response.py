@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -71,6 +71,7 @@ class Context:
     incident: Incident
     directory: Path
     transport: httpx.BaseTransport | None = None
+    inputs: dict = field(default_factory=dict)  # what an orchestrator computed for the step
     _provider: Provider | None = None
 
     @property
@@ -171,7 +172,9 @@ def order_of(incident_dir: Path) -> list[str]:
 # -- running one step -----------------------------------------------------------------------------
 
 
-def run_step(name: str, incident_dir: str | Path, *, transport: httpx.BaseTransport | None = None) -> dict:
+def run_step(
+    name: str, incident_dir: str | Path, *, transport: httpx.BaseTransport | None = None, **inputs
+) -> dict:
     """Run one step on the incident and return its public summary (no secret in it).
 
     Raises the step's error after recording it, so an orchestrator sees the failure too."""
@@ -188,7 +191,7 @@ def run_step(name: str, incident_dir: str | Path, *, transport: httpx.BaseTransp
         records.save(incident, directory)
         _announce(name, record)
         return _summary(name, record)
-    ctx = Context(load_runbook(incident.runbook_path), incident, directory, transport)
+    ctx = Context(load_runbook(incident.runbook_path), incident, directory, transport, inputs)
     try:
         with records.step(incident, directory, name) as rec:
             rec.details = {}
@@ -203,6 +206,15 @@ def run_step(name: str, incident_dir: str | Path, *, transport: httpx.BaseTransp
 def _announce(name: str, record: StepRecord) -> None:
     detail = record.error or record.summary or ""
     LOGGER.info("%-9s %-8s %s", name, record.status, detail)
+
+
+def needs_run(name: str, incident_dir: str | Path) -> bool:
+    """Whether ``run_step`` would do work for this step (not done, dependencies met)."""
+    incident = records.load(Path(incident_dir))
+    record = incident.steps[name]
+    if record.status == "ok" or (record.status == "skipped" and "blocked_by" not in record.details):
+        return False
+    return all(incident.steps[dep].status == "ok" for dep in NEEDS[name])
 
 
 def _summary(name: str, record: StepRecord) -> dict:
@@ -425,28 +437,95 @@ def _note_lingering(ctx: Context, step: str, write) -> None:
         ctx.incident.add_action(step, item)
 
 
-def locate(ctx: Context, rec: StepRecord) -> None:
+def locate_sources(incident_dir: str | Path) -> list[dict]:
+    """The sources the runbook asks to search, as plain data an orchestrator can map over."""
+    loaded = load_runbook(records.load(Path(incident_dir)).runbook_path)
+    config = loaded.runbook.locate
+    return (
+        [{"kind": "git", "target": loaded.resolve_repo(repo)} for repo in config.git]
+        + [{"kind": "path", "target": str(loaded.resolve(path))} for path in config.paths]
+        + [{"kind": "s3", "target": url} for url in config.s3]
+        + [{"kind": "github-actions", "target": repo} for repo in config.github_actions]
+    )
+
+
+def scan_source(incident_dir: str | Path, source: dict) -> dict:
+    """Search one source for the old key (read-only; the key is read from its reference here).
+
+    Returns ``{"source", "findings", "errors", "failed"}``: ``errors`` are what could not be read
+    (expired logs, unreadable files); ``failed`` is the one-line reason the source as a whole could
+    not be searched. Never raises a CauterizeError, so one bad source does not stop the others."""
+    directory = Path(incident_dir)
+    incident = records.load(directory)
+    loaded = load_runbook(incident.runbook_path)
+    key = KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir)
+    errors: list[str] = []
+    result = {"source": source, "findings": [], "errors": errors, "failed": None}
+    work = directory / ".work"
+    work.mkdir(mode=0o700, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=work))
+    try:
+        findings = _SCANNERS[source["kind"]](source["target"], key, scratch, errors)
+        result["findings"] = [finding.to_dict() for finding in findings]
+    except CauterizeError as exc:
+        result["failed"] = f"{source['kind']} {source['target']}: {exc.one_line()}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
+
+
+def _scan_git(target, key, scratch, errors):
     from cauterize.locate.git import scan_repo
 
-    key = ctx.old_key()
-    findings = []
-    with ctx.scratch() as work:
-        for repo in ctx.runbook.locate.git:
-            findings.extend(scan_repo(ctx.loaded.resolve_repo(repo), key, workdir=work))
-        for path in ctx.runbook.locate.paths:
-            from cauterize.locate.files import scan_tree
+    return scan_repo(target, key, workdir=scratch)
 
-            findings.extend(scan_tree(ctx.loaded.resolve(path), key))
-    _discover_other_stores(ctx, key, rec)
-    for url in ctx.runbook.locate.s3:
-        ctx.incident.add_action("locate", f"{url} was not scanned: S3 sources are not supported by this version")
-    ctx.incident.findings = [finding.to_dict() for finding in findings]
-    seen = [datetime.fromisoformat(f["first_seen"]) for f in ctx.incident.findings if f.get("first_seen")]
+
+def _scan_path(target, key, scratch, errors):
+    from cauterize.locate.files import scan_tree
+
+    return scan_tree(target, key, errors=errors)
+
+
+def _scan_s3(target, key, scratch, errors):
+    from cauterize.locate.s3 import scan_s3
+
+    found = scan_s3(target, key, errors=errors)
+    return getattr(found, "findings", found)
+
+
+def _scan_github_actions(target, key, scratch, errors):
+    from cauterize.locate.ci_logs import scan_github_actions
+
+    return scan_github_actions(target, key, errors=errors)
+
+
+_SCANNERS = {"git": _scan_git, "path": _scan_path, "s3": _scan_s3, "github-actions": _scan_github_actions}
+
+
+def locate(ctx: Context, rec: StepRecord) -> None:
+    """Record every copy found. The flow maps ``scan_source`` over the sources concurrently and
+    passes the results in; run alone (CLI, tests), the step scans them one after the other."""
+    results = ctx.inputs.get("results")
+    if results is None:
+        results = [scan_source(ctx.directory, source) for source in locate_sources(ctx.directory)]
+    findings = [finding for result in results for finding in result["findings"]]
+    for result in results:
+        for error in result["errors"]:
+            ctx.incident.log("locate", f"not searched: {error}")
+    ctx.incident.findings = findings
+    seen = [datetime.fromisoformat(f["first_seen"]) for f in findings if f.get("first_seen")]
     if seen:
         ctx.incident.exposure_start = min(seen)
-    sources = len(ctx.runbook.locate.git) + len(ctx.runbook.locate.paths)
-    rec.details["sources"] = sources
-    rec.summary = f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} in {sources} source(s)"
+    _discover_other_stores(ctx, ctx.old_key(), rec)
+    rec.details["sources"] = [f"{r['source']['kind']} {r['source']['target']}" for r in results]
+    rec.details["unreadable"] = sum(len(r["errors"]) for r in results)
+    rec.summary = f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} in {len(results)} source(s)"
+    failed = [r["failed"] for r in results if r["failed"]]
+    if failed:
+        raise CauterizeError(
+            f"{len(failed)} of {len(results)} source(s) could not be searched: {failed[0]}",
+            remediation="Fix access to the sources named in the record and rerun; the findings so far are kept.",
+        )
 
 
 def _discover_other_stores(ctx: Context, key: Secret, rec: StepRecord) -> None:

@@ -151,6 +151,16 @@ class LocateConfig(Strict):
     git: list[str] = []
     paths: list[str] = []
     s3: list[str] = []
+    github_actions: list[str] = []  # repositories (org/app) whose Actions run logs are searched
+    concurrency: int = Field(4, ge=1, le=64)  # sources scanned at once by the flow
+
+    @field_validator("github_actions")
+    @classmethod
+    def _repos(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+                raise ValueError(f"'{value}' must be a GitHub repository as OWNER/NAME")
+        return values
 
     @field_validator("s3")
     @classmethod

@@ -6,8 +6,8 @@ steps that do not need it still run; the record decides the outcome.
 
 from __future__ import annotations
 
-from cauterize.tasks.steps import open_incident, response_step
-from prefect import flow
+from cauterize.tasks.steps import locate_sources, open_incident, response_step, scan_source
+from prefect import flow, unmapped
 
 from cauterize import incident as records
 from cauterize import response
@@ -25,6 +25,12 @@ def key_compromised(
     install_filter("prefect", "cauterize")
     incident_dir = open_incident(runbook, mode, dry_run, incidents_dir)
     for step in response.order_of(incident_dir):
+        if step == "locate" and response.needs_run("locate", incident_dir):
+            # Sources are searched concurrently (the task runner's limit: the runbook's
+            # locate.concurrency, or a Dask cluster); only the step that records them writes.
+            futures = scan_source.map(unmapped(incident_dir), locate_sources(incident_dir))
+            response_step(step, incident_dir, [future.result() for future in futures], return_state=True)
+            continue
         response_step(step, incident_dir, return_state=True)
     incident = records.load(incident_dir)
     return {

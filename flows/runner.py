@@ -27,6 +27,26 @@ def configure_prefect(home: Path | None = None) -> None:
         os.environ.pop("PREFECT_API_URL", None)
 
 
+def task_runner(concurrency: int):
+    """Threads, at most ``concurrency`` tasks at once (locate sources are mostly git and network
+    I/O). ``CAUTERIZE_TASK_RUNNER=dask`` runs them on a local Dask cluster instead, and
+    ``CAUTERIZE_DASK_ADDRESS`` on an existing one, for organisations with thousands of repositories
+    (needs the ``dask`` extra: prefect-dask)."""
+    mode = os.environ.get("CAUTERIZE_TASK_RUNNER", "threads")
+    address = os.environ.get("CAUTERIZE_DASK_ADDRESS")
+    if mode == "dask" or address:
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": min(concurrency, os.cpu_count() or 1),
+                                              "threads_per_worker": 2, "processes": True,
+                                              "dashboard_address": None})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=concurrency)
+
+
 def run_flow(runbook: str, *, dry_run: bool = False, mode: str = "respond", incidents_dir: str | None = None,
              prefect_home: Path | None = None):
     """Run ``key-compromised`` and return (incident, incident_dir)."""

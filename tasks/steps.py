@@ -35,11 +35,23 @@ def open_incident(runbook: str, mode: str, dry_run: bool, incidents_dir: str | N
     retry_delay_seconds=5,
     retry_condition_fn=_retry_when_retryable,
 )
-def response_step(step: str, incident_dir: str) -> dict:
-    summary = response.run_step(step, incident_dir)
+def response_step(step: str, incident_dir: str, results: list[dict] | None = None) -> dict:
+    inputs = {"results": results} if results is not None else {}
+    summary = response.run_step(step, incident_dir, **inputs)
     if step == "report" and summary["status"] == "ok":
         publish_report(incident_dir)
     return summary
+
+
+@task(name="locate-sources", cache_policy=NO_CACHE, persist_result=False)
+def locate_sources(incident_dir: str) -> list[dict]:
+    return response.locate_sources(incident_dir)
+
+
+@task(name="scan-source", task_run_name="scan-{source[kind]}", cache_policy=NO_CACHE, persist_result=False)
+def scan_source(incident_dir: str, source: dict) -> dict:
+    """One source's findings: locations and fingerprints only, never the key."""
+    return response.scan_source(incident_dir, source)
 
 
 def publish_report(incident_dir: str) -> None:
