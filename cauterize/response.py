@@ -414,8 +414,8 @@ def redeploy(ctx: Context, rec: StepRecord) -> None:
             write = store.write(new)
             done.append(write)
             check = store.read()
-            if check is None and getattr(store, "readable", True) is False:
-                pass  # a write-only store (GitHub Actions secrets): its write was acknowledged
+            if check is None and getattr(store, "write_only", False):
+                pass  # GitHub Actions secrets never return values: the acknowledged write is the proof
             elif check is None or check.fingerprint != new.fingerprint:
                 raise StoreError(f"{store.describe()}: read-back does not hold the new key")
             written.append({"store": write.store, "fingerprint": new.fingerprint, "version": write.version})

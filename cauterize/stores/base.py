@@ -81,10 +81,10 @@ def store_module(kind: str):
 
 
 def _load_builtins(only: str | None = None) -> None:
-    for kind in BUILTIN:
+    for kind, module in BUILTIN.items():
         if (only is None or kind == only) and kind not in _REGISTRY:
             try:
                 store_module(kind)
             except ModuleNotFoundError as exc:
-                if exc.name != f"cauterize.stores.{BUILTIN[kind]}":
+                if exc.name != f"cauterize.stores.{module}":
                     raise
