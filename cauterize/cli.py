@@ -166,32 +166,58 @@ def locate(
     key_file: Path | None = typer.Option(None, "--key-file", help="Read the key from this file."),
     key_stdin: bool = typer.Option(False, "--key-stdin", help="Read the key from standard input."),
     git: list[str] = typer.Option([], "--git", help="A repository path or URL (repeatable)."),
-    path: list[Path] = typer.Option([], "--path", help="A directory tree (repeatable)."),
+    path: list[Path] = typer.Option([], "--path", help="A directory tree or file (repeatable)."),
+    s3: list[str] = typer.Option([], "--s3", help="s3://BUCKET[/PREFIX], every object version (repeatable)."),
+    github_actions: list[str] = typer.Option([], "--github-actions", help="OWNER/NAME: its Actions run logs."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
-    """Find every copy of the key (every encoding) in git history and file trees."""
+    """Find every copy of the key (every encoding, inside archives and images) in git history, file
+    trees, S3 and CI logs. Exit 3 if a source could not be searched."""
     import tempfile
 
-    from cauterize.locate.files import scan_tree
-    from cauterize.locate.git import scan_repo
+    from cauterize.locate.sources import search
     from cauterize.secret import load_key
 
     key = load_key(key_source(key_env, key_file, key_stdin))
-    if not git and not path:
-        raise InputError("give at least one --git REPO_OR_URL or --path DIR to search")
-    findings = []
+    sources = ([("git", g) for g in git] + [("path", str(p)) for p in path] + [("s3", u) for u in s3]
+               + [("github-actions", r) for r in github_actions])
+    if not sources:
+        raise InputError("give at least one --git, --path, --s3 or --github-actions source to search")
+    findings, errors, actions, failed = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="cauterize-locate-") as work:
         os.chmod(work, 0o700)
-        for repo in git:
-            findings.extend(scan_repo(repo, key, workdir=Path(work)))
-    for tree in path:
-        findings.extend(scan_tree(tree, key))
+        for kind, target in sources:
+            try:
+                found = search(kind, target, key, workdir=Path(work))
+            except InputError:
+                raise
+            except CauterizeError as exc:
+                failed.append(f"{kind} {target}: {exc.one_line()}")
+                continue
+            findings.extend(found.findings)
+            errors.extend(found.errors)
+            actions.extend(found.actions)
+    seen = [f.first_seen for f in findings if f.first_seen]
     if as_json:
-        _emit_json({"fingerprint": key.fingerprint, "findings": [f.to_dict() for f in findings]})
+        _emit_json({
+            "fingerprint": key.fingerprint,
+            "findings": [f.to_dict() for f in findings],
+            "exposure_start": min(seen) if seen else None,
+            "errors": errors + failed,
+            "actions": actions,
+        })
     else:
         for f in findings:
             typer.echo(f"{f.source}\t{f.encoding}\t{f.first_seen or '-'}\t{f.location}")
         typer.echo(f"{len(findings)} cop{'y' if len(findings) == 1 else 'ies'} of {key.fingerprint}", err=True)
+        for line in errors:
+            typer.echo(f"not searched: {line}", err=True)
+        for line in actions:
+            typer.echo(f"action: {line}", err=True)
+    for line in failed:
+        typer.echo(f"cauterize: {line}", err=True)
+    if failed:
+        raise typer.Exit(3)
 
 
 @stores_app.command("scan")

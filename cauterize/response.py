@@ -33,6 +33,7 @@ from cauterize.errors import (
     StoreError,
 )
 from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
+from cauterize.locate.sources import search
 from cauterize.logs import LOGGER
 from cauterize.providers.base import (
     KeyIdentity,
@@ -452,54 +453,26 @@ def locate_sources(incident_dir: str | Path) -> list[dict]:
 def scan_source(incident_dir: str | Path, source: dict) -> dict:
     """Search one source for the old key (read-only; the key is read from its reference here).
 
-    Returns ``{"source", "findings", "errors", "failed"}``: ``errors`` are what could not be read
-    (expired logs, unreadable files); ``failed`` is the one-line reason the source as a whole could
-    not be searched. Never raises a CauterizeError, so one bad source does not stop the others."""
+    Returns ``{"source", "findings", "errors", "actions", "failed"}``: ``errors`` are what could not
+    be read (expired logs, unreadable files), ``actions`` what to do beyond the findings (a public
+    bucket), ``failed`` the one-line reason the source as a whole could not be searched. Never raises
+    a CauterizeError, so one bad source does not stop the others."""
     directory = Path(incident_dir)
     incident = records.load(directory)
     loaded = load_runbook(incident.runbook_path)
     key = KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir)
-    errors: list[str] = []
-    result = {"source": source, "findings": [], "errors": errors, "failed": None}
+    result = {"source": source, "findings": [], "errors": [], "actions": [], "failed": None}
     work = directory / ".work"
     work.mkdir(mode=0o700, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=work))
     try:
-        findings = _SCANNERS[source["kind"]](source["target"], key, scratch, errors)
-        result["findings"] = [finding.to_dict() for finding in findings]
+        found = search(source["kind"], source["target"], key, workdir=scratch)
+        result.update(findings=[f.to_dict() for f in found.findings], errors=found.errors, actions=found.actions)
     except CauterizeError as exc:
         result["failed"] = f"{source['kind']} {source['target']}: {exc.one_line()}"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return result
-
-
-def _scan_git(target, key, scratch, errors):
-    from cauterize.locate.git import scan_repo
-
-    return scan_repo(target, key, workdir=scratch)
-
-
-def _scan_path(target, key, scratch, errors):
-    from cauterize.locate.files import scan_tree
-
-    return scan_tree(target, key, errors=errors)
-
-
-def _scan_s3(target, key, scratch, errors):
-    from cauterize.locate.s3 import scan_s3
-
-    found = scan_s3(target, key, errors=errors)
-    return getattr(found, "findings", found)
-
-
-def _scan_github_actions(target, key, scratch, errors):
-    from cauterize.locate.ci_logs import scan_github_actions
-
-    return scan_github_actions(target, key, errors=errors)
-
-
-_SCANNERS = {"git": _scan_git, "path": _scan_path, "s3": _scan_s3, "github-actions": _scan_github_actions}
 
 
 def locate(ctx: Context, rec: StepRecord) -> None:
@@ -512,6 +485,8 @@ def locate(ctx: Context, rec: StepRecord) -> None:
     for result in results:
         for error in result["errors"]:
             ctx.incident.log("locate", f"not searched: {error}")
+        for action in result.get("actions", []):
+            ctx.incident.add_action("locate", action)
     ctx.incident.findings = findings
     seen = [datetime.fromisoformat(f["first_seen"]) for f in findings if f.get("first_seen")]
     if seen:
