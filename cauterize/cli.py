@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import typer
 
 from cauterize.errors import CauterizeError, InputError, KeySourceError
+
+_STARTED = time.monotonic()
 
 app = typer.Typer(
     name="cauterize",
@@ -127,6 +130,10 @@ def respond(
         typer.confirm(f"Revoke and rotate the key of runbook '{loaded.runbook.name}' now?", abort=True, err=True)
     if sys.stdin.isatty():
         response.set_manual_input(_ask_for_key)
+    if not dry_run and loaded.runbook.policy.order == "revoke-first":
+        # Contain before Prefect starts (its start-up costs seconds): intake and revoke run here,
+        # in process; the flow then resumes the same incident and finds both steps done.
+        response.contain(loaded.path, started=_STARTED)
     from cauterize.flows.runner import run_flow
 
     incident, _ = run_flow(str(loaded.path), dry_run=dry_run, mode="respond")

@@ -29,7 +29,9 @@ RECORD_NAME = "incident.json"
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    """Now, in UTC, to the millisecond (step durations are measured from these)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class StepRecord(BaseModel):
@@ -84,6 +86,7 @@ class Incident(BaseModel):
     action_items: list[ActionItem] = []
     events: list[Event] = []
     report: dict[str, str] = {}
+    metrics: dict[str, float] = {}  # time_to_contain_s, time_to_recover_s, ...
 
     # -- helpers used by the steps -------------------------------------------------------
     def log(self, step: str | None, message: str) -> None:

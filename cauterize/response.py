@@ -162,6 +162,27 @@ def open_incident(
     return store.create(incident)
 
 
+def contain(runbook_path: str | Path, *, started: float) -> Path:
+    """Open (or resume) the incident and run intake and revoke at once, in this process.
+
+    ``started`` is ``time.monotonic()`` at command start; ``metrics.time_to_contain_s`` records
+    how long the old key stayed live after it. A failure is recorded and left for the flow, which
+    runs the steps that do not need it."""
+    import time
+
+    directory = open_incident(runbook_path)
+    for name in ("intake", "revoke"):
+        try:
+            run_step(name, directory)
+        except CauterizeError:
+            break
+    incident = records.load(directory)
+    if incident.steps["revoke"].status == "ok" and "time_to_contain_s" not in incident.metrics:
+        incident.metrics["time_to_contain_s"] = round(time.monotonic() - started, 3)
+        records.save(incident, directory)
+    return directory
+
+
 def order_of(incident_dir: Path) -> list[str]:
     """The steps in the order the runbook's policy asks for."""
     incident = records.load(incident_dir)
