@@ -147,6 +147,61 @@ class IncidentStore:
         return None
 
 
+class IncidentLocked(CauterizeError):
+    exit_code = 2
+    remediation = "Wait for the other responder (the record shows its progress), or stop it and rerun."
+
+
+LOCK_NAME = "lock"
+
+
+def acquire_lock(incident_dir: Path) -> None:
+    """One responder per incident: a lock file naming the owner's pid and start time. A lock whose
+    process is gone is stale and taken over; this process may take its own lock again."""
+    import atexit
+    import json as _json
+
+    path = Path(incident_dir) / LOCK_NAME
+    try:
+        owner = _json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        owner = None
+    if owner and owner.get("pid") != os.getpid() and _alive(owner.get("pid")):
+        raise IncidentLocked(
+            f"incident {Path(incident_dir).name} is being handled by process {owner['pid']} "
+            f"(started {owner.get('started_at')})"
+        )
+    path.write_text(_json.dumps({"pid": os.getpid(), "started_at": utcnow().isoformat()}))
+    os.chmod(path, 0o600)
+    atexit.register(release_lock, Path(incident_dir))
+
+
+def release_lock(incident_dir: Path) -> None:
+    import json as _json
+
+    path = Path(incident_dir) / LOCK_NAME
+    try:
+        if _json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():  # a zombie is dead for our purpose
+        return stat.read_text().split(") ", 1)[-1][:1] != "Z"
+    return True
+
+
 def load(incident_dir: Path) -> Incident:
     record = Path(incident_dir) / RECORD_NAME
     try:

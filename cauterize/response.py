@@ -142,8 +142,10 @@ def open_incident(
     if existing is not None:
         incident = records.load(existing)
         if incident.dry_run == dry_run:
-            incident.log(None, "resumed")
-            records.save(incident, existing)
+            records.acquire_lock(existing)
+            if incident.events and incident.events[-1].message != "resumed":
+                incident.log(None, "resumed")
+                records.save(incident, existing)
             return existing
     now = utcnow()
     incident = Incident(
@@ -159,7 +161,9 @@ def open_incident(
         old_key=KeyRecord(fingerprint=key.fingerprint, redacted=key.redacted, source=loaded.runbook.key.source),
     )
     incident.log(None, f"opened for {key.fingerprint} ({mode}{', dry run' if dry_run else ''})")
-    return store.create(incident)
+    directory = store.create(incident)
+    records.acquire_lock(directory)
+    return directory
 
 
 def contain(runbook_path: str | Path, *, started: float) -> Path:

@@ -53,3 +53,26 @@ def test_step_context_records_failures_with_remediation(tmp_path, leaked_key):
     assert saved.status == "failed" and "permission denied" in saved.error and saved.remediation
     assert saved.started_at and saved.ended_at
     assert records.load(directory).exit_code() == 3
+
+
+def test_a_second_responder_is_refused_and_a_stale_lock_taken_over(tmp_path, leaked_key):
+    import json
+    import os
+    import subprocess
+
+    from cauterize.incident import IncidentLocked, acquire_lock, release_lock
+
+    directory = IncidentStore(tmp_path).create(_incident(IncidentStore(tmp_path), Secret(leaked_key)))
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (directory / "lock").write_text(json.dumps({"pid": other.pid, "started_at": "2026-11-26T00:00:00Z"}))
+        with pytest.raises(IncidentLocked, match=f"process {other.pid}"):
+            acquire_lock(directory)
+    finally:
+        other.kill()
+        other.wait()
+    acquire_lock(directory)  # the owner is gone: the lock is stale
+    assert json.loads((directory / "lock").read_text())["pid"] == os.getpid()
+    acquire_lock(directory)  # this process may take its own lock again
+    release_lock(directory)
+    assert not (directory / "lock").exists()
