@@ -41,7 +41,7 @@ def task_runner(concurrency: int):
             return DaskTaskRunner(address=address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": min(concurrency, os.cpu_count() or 1),
                                               "threads_per_worker": 2, "processes": True,
-                                              "dashboard_address": None})
+                                              "dashboard_address": ":0"})
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=concurrency)
