@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +51,28 @@ def new_client(
         timeout=httpx.Timeout(timeout),
         transport=transport,
         follow_redirects=False,
+        verify=tls_verify(),
     )
+
+
+def tls_verify(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Certificate verification, always on: the system's trust store (certifi's), plus a custom CA
+    bundle from the runbook or ``CAUTERIZE_CA_BUNDLE``/``SSL_CERT_FILE``/``REQUESTS_CA_BUNDLE``."""
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    extra = ca_bundle or next(
+        (os.environ[name] for name in ("CAUTERIZE_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE") if os.environ.get(name)),
+        None,
+    )
+    if extra:
+        try:
+            context.load_verify_locations(cafile=extra)
+        except (OSError, ssl.SSLError) as exc:
+            from cauterize.errors import InputError
+
+            raise InputError(f"CA bundle {extra}: cannot be loaded ({type(exc).__name__})") from None
+    return context
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -84,6 +107,13 @@ def send(
         try:
             response = client.request(method, url, **kwargs)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if _certificate_refused(exc):
+                raise ProviderUnavailable(
+                    f"{what}: the server's TLS certificate was not trusted",
+                    remediation="If it is signed by a private CA, point SSL_CERT_FILE (or the runbook's "
+                    "ca_bundle) at that CA's bundle; verification is never turned off.",
+                    retryable=False,
+                ) from exc
             if last:
                 raise ProviderUnavailable(f"{what}: no answer after {attempt} attempts ({type(exc).__name__})") from exc
             sleep(_jitter(wait, policy))
@@ -104,6 +134,15 @@ def send(
             continue
         return response
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _jitter(wait: float, policy: RetryPolicy) -> float:

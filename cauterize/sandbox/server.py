@@ -50,15 +50,26 @@ class ServedApp:
         self.close()
 
 
-def serve(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> ServedApp:
-    """Start serving ``handler`` on ``host`` (a free port unless ``port`` is given)."""
+def serve(
+    handler: Handler, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[str, str] | None = None
+) -> ServedApp:
+    """Start serving ``handler`` on ``host`` (a free port unless ``port`` is given); over HTTPS
+    when ``tls`` = (certificate file, key file)."""
     server = ThreadingHTTPServer((host, port), _bridge(handler))
     server.daemon_threads = True
+    scheme = "http"
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(
         target=lambda: server.serve_forever(poll_interval=0.05), name=f"sandbox-{server.server_address[1]}", daemon=True
     )
     thread.start()
-    return ServedApp(f"http://{host}:{server.server_address[1]}", server, thread)
+    return ServedApp(f"{scheme}://{host}:{server.server_address[1]}", server, thread)
 
 
 def _bridge(handler: Handler) -> type[BaseHTTPRequestHandler]:
