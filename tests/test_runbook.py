@@ -86,3 +86,28 @@ def test_schema_is_json_schema_rejecting_unknown_keys():
     assert schema["additionalProperties"] is False
     assert {"version", "name", "key"} <= set(schema["required"])
     assert "stores" in schema["properties"]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.sampled_from(
+        ["openai", "dotenv", "env:K", "s3://b", "revoke-first", "push", 1, "version"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["version", "name", "key", "provider", "source", "stores", "type", "path", "variable",
+                         "policy", "locate", "git", "evidence", "report", "providers", "openai", "x"]),
+        inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=200), _YAML_VALUES.map(lambda v: __import__("yaml").safe_dump(v).encode())))
+def test_the_loader_never_fails_other_than_with_one_runbook_error_line(tmp_path, data):
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(data)
+    try:
+        load_runbook(path)
+    except RunbookError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
