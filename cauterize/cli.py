@@ -34,6 +34,16 @@ stores_app = typer.Typer(help="Secret stores: where does the leaked key live?", 
 app.add_typer(stores_app, name="stores")
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from cauterize.cli_guard import guard_app
+
+    app.add_typer(guard_app, name="guard")
+
+
+_register_commands()
+
+
 def _emit_json(document: object) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()

@@ -294,6 +294,23 @@ def revoke(ctx: Context, rec: StepRecord) -> None:
         raise ProviderUnavailable(f"could not confirm that {key.fingerprint} is dead: the liveness check failed")
     ctx.incident.revoked_at = ctx.incident.revoked_at or utcnow()
     rec.summary += "; the provider now answers 401 for it"
+    _remember_fingerprint(ctx, key.fingerprint)
+
+
+def _remember_fingerprint(ctx: Context, fingerprint: str) -> None:
+    """Add the leaked fingerprint to the organisation's list that `cauterize guard` refuses
+    (``CAUTERIZE_LEAKED_FINGERPRINTS``, else ``leaked-fingerprints`` beside the incidents)."""
+    import os
+
+    from cauterize.guard import LEAKED_ENV, add_leaked_fingerprint
+
+    path = Path(os.environ[LEAKED_ENV]) if os.environ.get(LEAKED_ENV) else ctx.directory.parent / "leaked-fingerprints"
+    add_leaked_fingerprint(fingerprint, path)
+    ctx.incident.add_action(
+        "revoke",
+        f"install the commit guard in every repository that held the key (`cauterize guard install --repo PATH`, "
+        f"with {LEAKED_ENV}={path}): it refuses provider key shapes and this fingerprint",
+    )
 
 
 def rotate(ctx: Context, rec: StepRecord) -> None:

@@ -134,6 +134,20 @@ class PrefectSecretStore(Strict):
     block: str
 
 
+class GcpSecretManagerStore(Strict):
+    type: Literal["gcp-secret-manager"]
+    project: str
+    secret: str
+    destroy_old_versions: bool = False
+    endpoint: str | None = None
+
+
+class AzureKeyVaultStore(Strict):
+    type: Literal["azure-key-vault"]
+    vault_url: str = Field(pattern=r"^https://")
+    name: str = Field(pattern=r"^[0-9a-zA-Z-]{1,127}$")
+
+
 STORE_MODELS = (
     AwsSecretsManagerStore,
     VaultKv2Store,
@@ -142,6 +156,8 @@ STORE_MODELS = (
     GithubActionsStore,
     KubernetesStore,
     PrefectSecretStore,
+    GcpSecretManagerStore,
+    AzureKeyVaultStore,
 )
 STORE_TYPES = tuple(model.model_fields["type"].annotation.__args__[0] for model in STORE_MODELS)
 Store = Annotated[Union[STORE_MODELS], Field(discriminator="type")]  # noqa: UP007  (a tuple of models)

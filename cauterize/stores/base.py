@@ -70,6 +70,8 @@ BUILTIN = {
     "github-actions": "github_actions",
     "kubernetes": "kubernetes",
     "prefect-secret": "prefect_secret",
+    "gcp-secret-manager": "gcp_secret_manager",
+    "azure-key-vault": "azure_key_vault",
 }
 
 
