@@ -549,7 +549,8 @@ def _discover_other_stores(ctx: Context, key: Secret, rec: StepRecord) -> None:
     """Secrets outside the runbook that still hold the leaked key (same AWS region, Vault mount)."""
     from cauterize.stores.discover import discover
 
-    if not any(store.type in ("aws-secrets-manager", "vault-kv2") for store in ctx.runbook.stores):
+    sweepable = ("aws-secrets-manager", "vault-kv2", "gcp-secret-manager", "azure-key-vault")
+    if not any(store.type in sweepable for store in ctx.runbook.stores):
         return
     found = discover(key, ctx.loaded)
     rec.details["other_secrets"] = found.hits

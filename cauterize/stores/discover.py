@@ -42,12 +42,16 @@ def discover(secret: Secret, loaded: Any = None, environ: dict[str, str] | None 
             sweeps[("aws-secrets-manager", (config.region,))] = {"region": config.region}
         elif config.type == "vault-kv2":
             sweeps[("vault-kv2", (config.mount,))] = {"mount": config.mount}
+        elif config.type == "gcp-secret-manager":
+            sweeps[("gcp-secret-manager", (config.project,))] = {"project": config.project}
+        elif config.type == "azure-key-vault":
+            sweeps[("azure-key-vault", (config.vault_url,))] = {"vault_url": config.vault_url}
     if loaded is None:
         if any(env.get(name) for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")):
             sweeps[("aws-secrets-manager", (None,))] = {"region": None}
         if env.get("VAULT_ADDR"):
             sweeps[("vault-kv2", ("secret",))] = {"mount": "secret"}
-    prefixes = {"aws-secrets-manager": "aws-sm:", "vault-kv2": "vault:"}
+    prefixes = {"aws-secrets-manager": "aws-sm:", "vault-kv2": "vault:", "gcp-secret-manager": "", "azure-key-vault": ""}
     for (kind, _), kwargs in sweeps.items():
         label = f"{kind} " + " ".join(f"{k}={v}" for k, v in kwargs.items() if v)
         result.scanned.append(f"every secret of {label.strip()}")
