@@ -3,36 +3,54 @@ Sensitive Data Removal procedure step by step, and say plainly what it could not
 
 1. Mirror-clone the remote (``file://`` for a local path, so only what a remote serves) into a
    private directory; the user's own clones are never touched.
-2. Scan the mirror. Blobs holding the key that ``--replace-text`` cannot edit (binary ones, and
-   compressed ones whose key is inside the compression) are listed for ``--strip-blobs-with-ids``.
-3. Rewrite: ``git filter-repo --sensitive-data-removal --replace-text F --replace-message F``,
-   where F (mode 0600, in a 0700 directory, deleted right after) holds one
+2. Scan every object of the mirror once (locate's ``scan_objects``). Blobs holding the key that
+   ``--replace-text`` cannot edit (binary ones, and archives whose copy is inside the gzip or zip
+   compression) are listed for ``--strip-blobs-with-ids`` and reported with their paths. No copy
+   at all: nothing is rewritten.
+3. Rewrite: ``git filter-repo --sensitive-data-removal --replace-text F --replace-message F
+   --no-gc``, where F (mode 0600, in a 0700 directory, deleted right after) holds one
    ``literal:<form>==>***REMOVED <fingerprint>***`` line per encoded form of the key. The key is
-   never on a command line.
-4. Verify: every object of the rewritten mirror is scanned; any copy left raises ``PurgeError``
-   and nothing is pushed.
+   never on a command line. git-filter-repo passes notes through untouched except for their
+   blobs, so notes on rewritten commits are then re-attached to the new commit ids. ``--no-gc``:
+   the mirror is scratch, deleted at the end, and the old objects it keeps are what lets the push
+   send only what the rewrite created (after a gc, git re-sends the whole history).
+4. Verify: everything the rewritten refs reach is free of the key, or ``PurgeError`` and nothing
+   is pushed. Objects are named by their content, so an object the mirror held before the rewrite
+   was searched in step 2: none of those holding the key may be reachable, and only the objects
+   the rewrite created are searched (packed into a scratch repository for ``scan_objects``).
 5. Push (only with ``push=True``): every changed ref, each with ``--force-with-lease`` on the value
-   it had when cloned. ``refs/stash`` is set aside before the rewrite (git-filter-repo refuses a
-   repository with a stash, and git cannot push it) and reported; refs the remote refuses
-   (``refs/pull/*`` on forges) are reported, not fatal.
-6. Verify again: a fresh mirror clone of the remote is scanned; no copy means ``verified``.
+   it had when cloned, from a multi-pack-index bitmap so git sends exactly the objects the remote
+   lacks. ``refs/stash`` is set aside before the rewrite (git-filter-repo refuses a repository
+   with a stash, and git cannot push it) and reported; refs the remote refuses (``refs/pull/*``
+   on forges) are reported, not fatal.
+6. Verify again what a fresh clone of the remote gets: the closure of the refs it advertises.
+   When every advertised tip is reachable in the verified mirror, that closure is already proven
+   clean (same ids, same content); otherwise (a refused ref, a ref pushed meanwhile) the remote is
+   mirror-cloned afresh, its objects not proven clean are searched, and any copy is reported with
+   the ref that holds it.
 
-What no push can do (other clones, forks, the forge's caches and unreferenced objects) is
-listed in ``action_items``; what was attempted and failed is listed in ``leftovers``.
+What no push can do (other clones, forks, the forge's caches and unreferenced objects, CI
+caches) is listed in ``action_items``; what was attempted and failed is listed in ``leftovers``.
+
+The module is longer than most here because the six steps share one mirror and its object sets
+(searched before, reachable after): the verification is sound only read together with the rewrite.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cauterize.errors import GitError, PurgeError
+from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding
-from cauterize.locate.git import scan_git_dir, scan_objects
+from cauterize.locate.git import ObjectHit, scan_git_dir, scan_objects
 from cauterize.locate.gitcmd import (
     child_env,
     clone_mirror,
@@ -46,11 +64,16 @@ from cauterize.locate.gitcmd import (
     run,
 )
 from cauterize.locate.matcher import Matcher
+from cauterize.logs import LOGGER
 from cauterize.secret import Secret
 
 #: Refs pushed per ``git push`` call (keeps argv far below the system limit on repos with many tags).
 PUSH_BATCH = 200
 UNPUSHABLE = ("refs/stash",)
+NOTES = "refs/notes/"
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_PRUNED = "0" * 40  # what commit-map says of a commit the rewrite dropped (it became empty)
+_IDENTITY = ("-c", "user.name=cauterize", "-c", "user.email=cauterize@localhost.invalid")
 
 
 @dataclass
@@ -63,10 +86,14 @@ class PurgeResult:
     refs_changed: list[str] = field(default_factory=list)
     refused_refs: list[str] = field(default_factory=list)
     commits_rewritten: int = 0
+    commit_map: dict[str, str | None] = field(default_factory=dict)  # old -> new (None: dropped), changed only
     first_changed_commits: list[str] = field(default_factory=list)
     blobs_removed: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)  # "path (blob 1a2b3c4d5e6f: key inside gzip)"
+    notes_moved: int = 0
     leftovers: list[str] = field(default_factory=list)
     action_items: list[str] = field(default_factory=list)
+    error: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,30 +109,58 @@ def purge_repo(
     url = str(remote) if is_url(remote) else file_url(git_dir_of(remote, repo=label))
     scratch = private_dir(workdir, "cauterize-purge-")
     keep_scratch = False
+    clock = _Clock(label)
     try:
         mirror = clone_mirror(url, scratch / "mirror.git", repo=label)
+        clock.lap("mirror-cloned")
         result = PurgeResult(repo=label)
         before = _refs(mirror, label)
         _set_aside_unpushable(mirror, before, result, label)
-        strip = _unreplaceable_blobs(mirror, matcher, label)
-        _rewrite(mirror, matcher, replacement, strip, scratch, label)
+        searched = _inventory(mirror, label)
+        scan = scan_objects(mirror, matcher, repo=label)
+        hits = {oid.encode() for oid in scan.hits}
+        clock.lap(f"searched {len(searched)} objects: {len(hits)} hold the key")
+        if hits:
+            strip = _unreplaceable_blobs(scan.hits)
+            result.blobs_removed = sorted(strip)
+            result.files_removed = [matcher.redact(line) for line in
+                                    _describe_blobs(mirror, scan.hits, strip, scan.commits, label)]
+            _rewrite(mirror, matcher, replacement, strip, scratch, label)
+            _read_metadata(mirror / "filter-repo", result)
+            result.notes_moved = _reattach_notes(mirror, result.commit_map, label)
+            clock.lap(f"rewrote {result.commits_rewritten} commits")
         after = _refs(mirror, label)
         result.refs_changed = sorted(ref for ref in before.keys() | after.keys() if before.get(ref) != after.get(ref))
-        result.blobs_removed = sorted(strip)
-        _read_metadata(mirror / "filter-repo", result)
         try:
-            _verify_mirror(mirror, matcher, label)
+            reachable = _verify_mirror(mirror, matcher, searched, hits, scratch, label)
         except PurgeError:
             keep_scratch = True
             raise
+        clock.lap("verified the rewritten mirror")
         if push:
+            _write_bitmap(mirror, label)
             _push(mirror, url, before, after, result, label)
-            _verify_remote(url, matcher, scratch / "verify.git", result)
+            clock.lap(f"pushed {len(result.refs_changed)} refs")
+            _verify_remote(url, matcher, reachable, searched - hits, scratch, result)
+            clock.lap("verified what a fresh clone of the remote gets")
         result.action_items = _action_items(result, label, push)
         return result
     finally:
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Clock:
+    """Progress lines with the time each step took (on stderr when the CLI asks for progress)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.start = self.last = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        now = time.perf_counter()
+        LOGGER.info("purge %s: %s (%.2f s, %.2f s in all)", self.label, what, now - self.last, now - self.start)
+        self.last = now
 
 
 def _replacement(marker: str | None, secret: Secret, matcher: Matcher) -> bytes:
@@ -126,6 +181,19 @@ def _refs(git_dir: Path, label: str) -> dict[str, str]:
     return refs
 
 
+def _inventory(git_dir: Path, label: str) -> set[bytes]:
+    """The id of every object in the store: one ``--batch-check`` pass over object headers."""
+    out = git(git_dir, "cat-file", "--batch-all-objects", "--unordered", "--batch-check=%(objectname)",
+              verb="git cat-file", repo=label).stdout
+    return set(out.split())
+
+
+def _reachable(git_dir: Path, label: str) -> set[bytes]:
+    """The id of every object a ref (or HEAD) reaches: what a clone of this repository would get."""
+    out = git(git_dir, "rev-list", "--objects", "--all", "--no-object-names", verb="git rev-list", repo=label).stdout
+    return set(out.split())
+
+
 def _set_aside_unpushable(mirror: Path, refs: dict[str, str], result: PurgeResult, label: str) -> None:
     """Drop ``refs/stash`` from the mirror: git-filter-repo refuses to run with it, and git cannot push it."""
     for ref in UNPUSHABLE:
@@ -137,13 +205,28 @@ def _set_aside_unpushable(mirror: Path, refs: dict[str, str], result: PurgeResul
             )
 
 
-def _unreplaceable_blobs(mirror: Path, matcher: Matcher, label: str) -> set[str]:
+def _unreplaceable_blobs(hits: dict[str, ObjectHit]) -> set[str]:
     """Blobs --replace-text would leave holding the key: binary ones and compressed copies."""
-    hits = scan_objects(mirror, matcher, repo=label).hits.values()
     return {
-        hit.oid for hit in hits
+        hit.oid for hit in hits.values()
         if hit.kind == "blob" and (hit.binary or any(container for _, container in hit.encodings))
     }
+
+
+def _describe_blobs(
+    mirror: Path, hits: dict[str, ObjectHit], blobs: set[str], commits: list[bytes], label: str
+) -> list[str]:
+    """``path (blob 1a2b3c4d5e6f: the key inside gzip)`` for each blob to strip, at every path it had."""
+    if not blobs:
+        return []
+    introductions = History(mirror, repo=label, commits=commits).introductions(blobs)
+    described = []
+    for oid in sorted(blobs):
+        where = sorted({f"{container}" for _, container in hits[oid].encodings if container})
+        why = f"the key inside {', '.join(where)}" if where else "a binary file holding the key"
+        paths = sorted({intro.path for intro in introductions.get(oid, [])}) or ["(in no commit)"]
+        described += [f"{path} (blob {oid[:12]}: {why})" for path in paths]
+    return described
 
 
 def _rewrite(mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str], scratch: Path, label: str) -> None:
@@ -152,8 +235,10 @@ def _rewrite(mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str]
     expressions = private / "replacements.txt"
     try:
         _write_private(expressions, b"".join(b"literal:%s==>%s\n" % (form, replacement) for _, form in matcher.forms))
-        argv = [*filter_repo_command(), "--sensitive-data-removal", "--replace-text", expressions,
-                "--replace-message", expressions]
+        argv: list[str | os.PathLike[str]] = [
+            *filter_repo_command(), "--sensitive-data-removal", "--replace-text", expressions,
+            "--replace-message", expressions, "--no-gc",
+        ]
         if strip:
             blob_ids = private / "strip-blob-ids.txt"
             _write_private(blob_ids, "".join(f"{oid}\n" for oid in sorted(strip)).encode())
@@ -182,8 +267,11 @@ def filter_repo_command() -> list[str]:
 
 def _read_metadata(metadata: Path, result: PurgeResult) -> None:
     """Evidence from git-filter-repo's own records: commit-map, first-changed-commits, LFS orphans."""
-    commit_map = _lines(metadata / "commit-map")[1:]  # the first line is a header
-    result.commits_rewritten = sum(1 for line in commit_map if len(set(line.split())) == 2)
+    for line in _lines(metadata / "commit-map")[1:]:  # the first line is a header
+        old, new = line.split()
+        if old != new:
+            result.commit_map[old] = None if new == _PRUNED else new
+    result.commits_rewritten = len(result.commit_map)
     result.first_changed_commits = [line.split()[0] for line in _lines(metadata / "first-changed-commits")]
     orphans = _lines(metadata / "orphaned_lfs_objects")
     if orphans:
@@ -197,14 +285,65 @@ def _lines(path: Path) -> list[str]:
     return path.read_text(errors="replace").splitlines() if path.is_file() else []
 
 
-def _verify_mirror(mirror: Path, matcher: Matcher, label: str) -> None:
-    """Every object of the rewritten mirror is free of the key, or PurgeError (and nothing is pushed)."""
-    findings = scan_git_dir(mirror, matcher, repo=label)
-    if findings:
+def _reattach_notes(mirror: Path, commit_map: dict[str, str | None], label: str) -> int:
+    """Notes are files named after the commit they annotate; git-filter-repo rewrites their content
+    but not their names. Rename each note of a rewritten commit to the new id (one commit on top of
+    each notes ref); notes of dropped commits stay as they are. Returns how many notes moved."""
+    moved = 0
+    for ref in _refs(mirror, label):
+        if not ref.startswith(NOTES):
+            continue
+        listing = git(mirror, "ls-tree", "-r", "--full-tree", ref, verb="git ls-tree", repo=label).stdout
+        entries, renamed = [], 0
+        for line in listing.decode("utf-8", "surrogateescape").splitlines():
+            meta, path = line.split("\t", 1)
+            target = path.replace("/", "")  # notes may fan out: 1a/2b3c... names 1a2b3c...
+            if _OBJECT_ID.fullmatch(target):
+                path = commit_map.get(target) or target
+                renamed += path != target
+            entries.append(f"{meta}\t{path}")
+        if not renamed or any("/" in entry.split("\t", 1)[1] for entry in entries):
+            continue  # nothing to move, or files that are not notes: leave the ref as it is
+        tree = git(mirror, "mktree", verb="git mktree", repo=label,
+                   input="".join(f"{entry}\n" for entry in entries).encode()).stdout.decode().strip()
+        tip = _refs(mirror, label)[ref]
+        commit = git(mirror, *_IDENTITY, "commit-tree", tree, "-p", tip, "-m",
+                     "Notes re-attached to the commits rewritten by cauterize purge",
+                     verb="git commit-tree", repo=label).stdout.decode().strip()
+        git(mirror, "update-ref", ref, commit, tip, verb="git update-ref", repo=label)
+        moved += renamed
+    return moved
+
+
+def _verify_mirror(
+    mirror: Path, matcher: Matcher, searched: set[bytes], hits: set[bytes], scratch: Path, label: str
+) -> set[bytes]:
+    """Everything the refs of the rewritten mirror reach is free of the key, or PurgeError (and
+    nothing is pushed). Returns those objects: each is clean, and so is its closure."""
+    reachable = _reachable(mirror, label)
+    if reachable & hits or _holding_key(mirror, reachable - searched, matcher, scratch, label):
+        findings = [finding for finding in scan_git_dir(mirror, matcher, repo=label)
+                    if finding.object and finding.object.encode() in reachable]  # not the old history
         raise PurgeError(
             f"purge of {label}: {_copies(len(findings))} of {matcher.fingerprint} remain after the rewrite "
             f"({_summary(findings)}); nothing was pushed; the rewritten mirror is kept at {mirror}"
         )
+    return reachable
+
+
+def _holding_key(git_dir: Path, objects: set[bytes], matcher: Matcher, scratch: Path, label: str) -> set[str]:
+    """Which of ``objects`` (of ``git_dir``) hold the key: they are packed into a scratch repository
+    of their own, which ``scan_objects`` reads whole."""
+    if not objects:
+        return set()
+    subset = private_dir(scratch, "subset-") / "objects.git"
+    try:
+        run(["git", "init", "-q", "--bare", subset], verb="git init", repo=label)
+        git(git_dir, "pack-objects", "-q", "--window=0", os.fspath(subset / "objects" / "pack" / "pack"),
+            verb="git pack-objects", repo=label, input=b"\n".join(sorted(objects)) + b"\n")
+        return set(scan_objects(subset, matcher, repo=label).hits)
+    finally:
+        shutil.rmtree(subset.parent, ignore_errors=True)
 
 
 def _copies(count: int) -> str:
@@ -214,6 +353,16 @@ def _copies(count: int) -> str:
 def _summary(findings: list[Finding], limit: int = 3) -> str:
     shown = ", ".join(finding.location for finding in findings[:limit])
     return shown + (f" and {len(findings) - limit} more" if len(findings) > limit else "")
+
+
+def _write_bitmap(mirror: Path, label: str) -> None:
+    """A multi-pack-index bitmap over the old and the rewritten history, so that ``git push``
+    computes exactly the objects the remote lacks. Without it git walks only the boundary of the
+    remote's refs and re-sends nearly the whole history after a rewrite (git 2.34+; a failure only
+    makes the push slower)."""
+    done = git(mirror, "multi-pack-index", "write", "--bitmap", verb="git multi-pack-index", repo=label, check=False)
+    if done.returncode != 0:
+        LOGGER.info("purge %s: no bitmap (%s); the push sends more than it must", label, first_line(done.stderr))
 
 
 def _push(mirror: Path, url: str, before: dict, after: dict, result: PurgeResult, label: str) -> None:
@@ -251,11 +400,38 @@ def _porcelain(text: str) -> dict[str, tuple[str, str]]:
     return statuses
 
 
-def _verify_remote(url: str, matcher: Matcher, clone: Path, result: PurgeResult) -> None:
-    """A fresh mirror clone of the remote (what anyone can fetch now) holds no copy of the key."""
-    findings = scan_git_dir(clone_mirror(url, clone, repo=result.repo), matcher, repo=result.repo)
-    result.verified = not findings
-    for finding in findings:
+def _advertised(url: str, label: str) -> dict[str, str]:
+    """``{ref: object id}`` of every ref the remote serves (``git ls-remote``; peeled tags left out)."""
+    done = run(["git", "ls-remote", "--", url], verb="git ls-remote", repo=label)
+    refs = {}
+    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+        oid, _, name = line.partition("\t")
+        if not name.endswith("^{}"):
+            refs[name] = oid
+    return refs
+
+
+def _verify_remote(
+    url: str, matcher: Matcher, proven: set[bytes], clean: set[bytes], scratch: Path, result: PurgeResult
+) -> None:
+    """What a fresh clone of the remote gets (the closure of the refs it advertises) holds no copy.
+
+    ``proven`` are the objects the verified mirror reaches: each is clean and so is its closure,
+    so a tip among them needs no further look. ``clean`` are other objects searched before the
+    rewrite and found free of the key, though their closures may not be."""
+    advertised = _advertised(url, result.repo)
+    unknown = sorted(ref for ref, oid in advertised.items() if oid.encode() not in proven)
+    if not unknown:
+        result.verified = True
+        return
+    LOGGER.info("purge %s: %s not in the rewritten mirror; cloning the remote afresh to search them",
+                result.repo, ", ".join(unknown))
+    clone = clone_mirror(url, scratch / "verify.git", repo=result.repo)
+    unsearched = _inventory(clone, result.repo) - proven - clean
+    if not _holding_key(clone, unsearched, matcher, scratch, result.repo):
+        result.verified = True
+        return
+    for finding in scan_git_dir(clone, matcher, repo=result.repo):
         result.leftovers.append(f"a fresh clone still holds a copy at {finding.location} (ref {finding.ref})")
 
 
@@ -266,8 +442,14 @@ def _action_items(result: PurgeResult, label: str, push: bool) -> list[str]:
         items.append(f"Dry run: nothing was pushed. Review the changes above, then rerun with --push to rewrite {label}.")
     if result.blobs_removed:
         items.append(
-            f"{len(result.blobs_removed)} binary or compressed files holding the key were deleted from history "
-            "(git-filter-repo cannot edit them in place); restore them without the key if they are still needed."
+            f"{len(result.blobs_removed)} binary or compressed files holding the key are removed from history "
+            "(git-filter-repo cannot edit them in place; files_removed lists them): restore them without the key "
+            "if they are still needed."
+        )
+    if result.refused_refs:
+        items.append(
+            f"The remote refused {', '.join(result.refused_refs)}: they still serve the old history. Ask the forge's "
+            "support to delete or rewrite them (on GitHub and GitLab, pull-request refs can only be removed by support)."
         )
     items += [
         "Keep the key revoked: anyone who fetched the repository before the purge still has it.",
@@ -280,6 +462,7 @@ def _action_items(result: PurgeResult, label: str, push: bool) -> list[str]:
             "(GitHub and GitLab support do this on request)."
         ),
         "Forks keep the old history: ask their owners to delete or re-sync them.",
+        "Clear CI caches and build artifacts made from the old history (they may hold copies of the key).",
     ]
     return items
 
