@@ -36,9 +36,19 @@ app.add_typer(stores_app, name="stores")
 
 def _register_commands() -> None:
     """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from cauterize import cli_ops
+    from cauterize.cli_evidence import evidence
     from cauterize.cli_guard import guard_app
+    from cauterize.cli_permissions import permissions
+    from cauterize.cli_purge import purge
+    from cauterize.cli_watch import watch
 
     app.add_typer(guard_app, name="guard")
+    app.command("purge")(purge)
+    app.command("evidence")(evidence)
+    cli_ops.register(app)
+    app.command("watch")(watch)
+    app.command("permissions")(permissions)
 
 
 _register_commands()
@@ -407,6 +417,7 @@ def _click_exceptions():
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and map every outcome to an exit code; never print a traceback unless asked."""
     debug = os.environ.get("CAUTERIZE_DEBUG") == "1"
+    os.umask(0o077)  # every file cauterize (or Prefect, or git under it) creates is private
     click = _click_exceptions()
     try:
         result = app(args=argv, prog_name="cauterize", standalone_mode=False)

@@ -338,6 +338,7 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     try:
         minted = provider.mint(identity, name)
     except ManualStepRequired as exc:
+        ctx.incident.pending_mint = None  # nothing was minted: no orphan to look for on a rerun
         minted = _minted_by_a_person(ctx, provider, exc)
     faults.point("mint")
     ctx.incident.new_key = KeyRecord(
@@ -567,7 +568,8 @@ def purge(ctx: Context, rec: StepRecord) -> None:
     if not repos:
         rec.status, rec.summary = "skipped", "no copy in any git history"
         return
-    push = ctx.runbook.policy.purge == "push" and not ctx.incident.dry_run
+    policy, approved = ctx.runbook.policy.purge, ctx.inputs.get("push_approved")
+    push = not ctx.incident.dry_run and (policy == "push" or (policy == "ask" and approved is True))
     key = ctx.old_key()
     results = []
     with ctx.scratch() as work:
@@ -581,9 +583,16 @@ def purge(ctx: Context, rec: StepRecord) -> None:
                 ctx.incident.add_action("purge", f"re-clone {repo}: this working copy still holds the old history")
     ctx.incident.purge = results
     rewritten = sum(r["commits_rewritten"] for r in results)
+    if not push and policy == "ask" and approved is None and not ctx.incident.dry_run:
+        raise ManualStepRequired(
+            f"approve the force-push of {rewritten} rewritten commit(s) in {len(results)} repo(s)",
+            remediation="Approve or reject it in the Prefect pause form (or run `cauterize purge --push`), then rerun.",
+        )
     if not push:
         rec.status = "skipped"
         rec.summary = f"dry run: would rewrite {rewritten} commit(s) in {len(results)} repo(s)"
+        if approved is False:
+            rec.summary = f"push rejected by a person: {rec.summary}"
         ctx.incident.add_action("purge", "history still holds the key: rerun with policy.purge: push (or `cauterize purge --push`)")
         return
     unverified = [r["repo"] for r in results if not r["verified"]]
@@ -593,7 +602,7 @@ def purge(ctx: Context, rec: StepRecord) -> None:
 
 
 def evidence(ctx: Context, rec: StepRecord) -> None:
-    from cauterize.evidence import analyze
+    from cauterize.evidence import evidence_for
 
     identity = ctx.identity()
     if identity is None or not identity.key_id:
@@ -606,9 +615,10 @@ def evidence(ctx: Context, rec: StepRecord) -> None:
         start = end - timedelta(days=1)
         limitations.append("no exposure start was found: the window is the last 24 hours before revocation")
     bucket = ctx.runbook.evidence.bucket
-    baseline_start = start - timedelta(days=ctx.runbook.evidence.baseline_days)
-    usage = ctx.provider().usage(identity, baseline_start, end, bucket)
-    result = analyze(usage, window_start=start, window_end=end)
+    if start >= end:  # a copy first seen after the revocation: look at the day before it
+        start = end - timedelta(days=1)
+        limitations.append("every copy was first seen after the revocation: the window is the last 24 hours before it")
+    result = evidence_for(ctx.provider(), identity, start, end, bucket, ctx.runbook.evidence.baseline_days)
     result["limitations"] = limitations + result["limitations"]
     result["bucket"] = bucket
     ctx.incident.evidence = result

@@ -50,7 +50,7 @@ class KeySpec(Strict):
 
 class Policy(Strict):
     order: Literal["revoke-first", "rotate-first"] = "revoke-first"
-    purge: Literal["dry-run", "push"] = "dry-run"
+    purge: Literal["dry-run", "push", "ask"] = "dry-run"  # ask: a person approves the push (Prefect pause form)
 
 
 class ProviderConfig(Strict):
@@ -163,6 +163,72 @@ STORE_TYPES = tuple(model.model_fields["type"].annotation.__args__[0] for model 
 Store = Annotated[Union[STORE_MODELS], Field(discriminator="type")]  # noqa: UP007  (a tuple of models)
 
 
+class DrillConfig(Strict):
+    """A rotation drill (``cauterize drill RUNBOOK``, and ``cauterize serve --runbook-dir`` on
+    ``schedule``): the rotate-first path on a key that exists for drills. Production stores are
+    touched only with ``stores: production``. Point ``key`` at the drill's primary store (the
+    first of ``stores``): it then holds the key the last drill minted."""
+
+    key: SourceRef
+    stores: Literal["production"] | list[Store]
+    schedule: str = "0 3 * * 1"  # cron, UTC: Mondays 03:00
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _check_source(value)
+
+    @field_validator("stores")
+    @classmethod
+    def _stores(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("name at least one store (the first is the drill's primary store), or 'production'")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a cron expression of five fields, e.g. '0 3 * * 1'")
+        return value
+
+
+class NotifyConfig(Strict):
+    """A Slack-compatible incoming webhook told at start, at each manual step and at the end
+    (fingerprints only). The URL is a credential: a source reference, never a literal."""
+
+    url: SourceRef
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_source(value)
+
+
+class TriggersConfig(Strict):
+    """Which GitHub secret-scanning alerts start this runbook (``cauterize webhook``). A runbook
+    without ``triggers`` is never started by an alert."""
+
+    github_secret_types: list[str] = []  # empty: the provider's documented types (openai_api_key, ...)
+    repositories: list[str] = []  # OWNER/NAME or patterns (org/*); empty: any repository
+
+    @field_validator("github_secret_types")
+    @classmethod
+    def _types(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[a-z0-9_]+", value):
+                raise ValueError(f"'{value}' is not a GitHub secret type (e.g. openai_api_key)")
+        return values
+
+    @field_validator("repositories")
+    @classmethod
+    def _repos(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[\w.*?\[\]-]+/[\w.*?\[\]-]+", value):
+                raise ValueError(f"'{value}' must be OWNER/NAME (wildcards allowed: org/*)")
+        return values
+
+
 class LocateConfig(Strict):
     git: list[str] = []
     paths: list[str] = []
@@ -192,6 +258,17 @@ class EvidenceConfig(Strict):
     bucket: Literal["1m", "1h", "1d"] = "1h"
 
 
+class WatchConfig(Strict):
+    auto_respond: bool = False  # start key-compromised on an alert; by default a person decides
+    budget_usd_monthly: float | None = Field(None, gt=0)  # alert at 80% of it
+    notify: SourceRef | None = None  # a Slack-compatible webhook URL, read from a source reference
+
+    @field_validator("notify")
+    @classmethod
+    def _notify(cls, value: str | None) -> str | None:
+        return value if value is None else _check_source(value)
+
+
 class ReportConfig(Strict):
     dir: str = "incidents"
 
@@ -205,7 +282,11 @@ class Runbook(Strict):
     stores: list[Store] = []
     locate: LocateConfig = LocateConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+    watch: WatchConfig = WatchConfig()
     report: ReportConfig = ReportConfig()
+    drill: DrillConfig | None = None
+    notify: NotifyConfig | None = None
+    triggers: TriggersConfig | None = None
 
     @field_validator("providers")
     @classmethod

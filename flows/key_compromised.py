@@ -6,6 +6,8 @@ steps that do not need it still run; the record decides the outcome.
 
 from __future__ import annotations
 
+from cauterize.flows.key_compromised_pause import PAUSE_TIMEOUT_S, settle
+from cauterize.tasks.report import announce
 from cauterize.tasks.steps import locate_sources, open_incident, response_step, scan_source
 from prefect import flow, unmapped
 
@@ -20,10 +22,12 @@ def key_compromised(
     dry_run: bool = False,
     mode: str = "respond",
     incidents_dir: str | None = None,
+    pause_timeout_s: int = PAUSE_TIMEOUT_S,
 ) -> dict:
     """Respond to a leaked key. Parameters are a runbook path and switches: never a key value."""
     install_filter("prefect", "cauterize")
     incident_dir = open_incident(runbook, mode, dry_run, incidents_dir)
+    announce(incident_dir, "start")
     for step in response.order_of(incident_dir):
         if step == "locate" and response.needs_run("locate", incident_dir):
             # Sources are searched concurrently (the task runner's limit: the runbook's
@@ -32,6 +36,9 @@ def key_compromised(
             response_step(step, incident_dir, [future.result() for future in futures], return_state=True)
             continue
         response_step(step, incident_dir, return_state=True)
+    # People last: containment and cleanup never wait for a pause form (new key, push approval).
+    settle(incident_dir, timeout_s=pause_timeout_s)
+    announce(incident_dir, "end")
     incident = records.load(incident_dir)
     return {
         "incident": incident_dir,

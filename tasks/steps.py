@@ -35,8 +35,11 @@ def open_incident(runbook: str, mode: str, dry_run: bool, incidents_dir: str | N
     retry_delay_seconds=5,
     retry_condition_fn=_retry_when_retryable,
 )
-def response_step(step: str, incident_dir: str, results: list[dict] | None = None) -> dict:
-    inputs = {"results": results} if results is not None else {}
+def response_step(step: str, incident_dir: str, results: list[dict] | None = None,
+                  push_approved: bool | None = None) -> dict:
+    inputs: dict = {"results": results} if results is not None else {}
+    if push_approved is not None:
+        inputs["push_approved"] = push_approved
     summary = response.run_step(step, incident_dir, **inputs)
     if step == "report" and summary["status"] == "ok":
         publish_report(incident_dir)

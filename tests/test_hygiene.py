@@ -69,7 +69,11 @@ def test_canary_keys_leak_nowhere_across_commands(tmp_path):
             "locate": _run(["locate", "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY", "--git", str(world.clone),
                             "--path", str(world.root / "deploy"), "--json"], env),
             "stores scan": _run(["stores", "scan", str(world.runbook), "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY"], env),
+            "purge (dry run)": _run(["purge", "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY", "--repo", str(world.clone),
+                                     "--json"], env),
             "respond": _run(["respond", str(world.runbook), "--yes", "--json"], env),
+            "revoke (already revoked)": _run(["revoke", "--provider", "openai", "--key-env",
+                                              "CAUTERIZE_SANDBOX_LEAKED_KEY", "--yes", "--json"], env),
         }
         incident = json.loads(runs["respond"].stdout)
         directory = Path(incident["report"]["md"]).parent
@@ -95,3 +99,7 @@ def test_canary_keys_leak_nowhere_across_commands(tmp_path):
                     leaks.append(f"{label} key in {path}")
     assert leaks == []
     assert sum(1 for root in searched for p in root.rglob("*") if p.is_file()) > 5, "the search covered files"
+    for root in (world.root / "incidents", tmp_path / "prefect"):
+        for path in root.rglob("*"):
+            mode = path.stat().st_mode & 0o777
+            assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {oct(mode)}"

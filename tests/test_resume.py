@@ -27,6 +27,15 @@ def _respond(world, tmp_path, fault=None):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
         start_new_session=True,
     )
+    reader = {}
+
+    def read():  # read while it runs: a large --json record would otherwise fill the pipe
+        reader["out"] = proc.stdout.read()
+
+    import threading
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
     try:
         proc.wait(timeout=300)
     finally:
@@ -34,7 +43,9 @@ def _respond(world, tmp_path, fault=None):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    stdout, stderr = proc.communicate(timeout=30)
+    thread.join(timeout=30)
+    stderr = proc.stderr.read()
+    stdout = reader.get("out", "")
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 

@@ -1,0 +1,270 @@
+"""Operating commands: ``cauterize drill``, ``cauterize serve``, ``cauterize webhook``.
+
+Registered on the main typer app by ``cauterize.cli`` (``register(app)``). Prefect is imported only
+inside the commands, after ``configure_prefect`` (no result persistence, no analytics).
+
+    drill (RUNBOOK | --sandbox) [--workdir DIR] [--json]   the rotate-first path, measured
+    serve [--runbook-dir DIR]                              the three deployments, from one process
+    webhook [--host H] [--port P] --runbook-dir DIR        GitHub secret-scanning alerts -> a response
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import typer
+
+from cauterize.errors import CauterizeError, InputError
+from cauterize.logs import LOGGER, progress_to_stderr
+
+DEFAULT_DRILL_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+#: The deployments of prefect.yaml (tests check that both say the same), served by ``cauterize serve``.
+DEPLOYMENTS: dict[str, dict] = {
+    "key-compromised": {
+        "module": "cauterize.flows.key_compromised", "flow": "key_compromised", "cron": None,
+        "parameters": {"dry_run": False},
+        "description": "Respond to a leaked key: parameters are a runbook path and dry_run, never a key.",
+    },
+    "rotation-drill": {
+        "module": "cauterize.flows.rotation_drill", "flow": "rotation_drill", "cron": DEFAULT_DRILL_CRON,
+        "parameters": {"sandbox": True},
+        "description": "Weekly rotation drill (the sandbox by default; a runbook's drill: key when given).",
+    },
+    "postmortem": {
+        "module": "cauterize.flows.postmortem", "flow": "postmortem", "cron": None, "parameters": {},
+        "description": "Re-render the post-mortem of an incident directory from its record.",
+    },
+}
+KEY_COMPROMISED = "key-compromised/key-compromised"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the three commands to the main app."""
+    app.command()(drill)
+    app.command()(serve)
+    app.command()(webhook)
+
+
+# -- drill ----------------------------------------------------------------------------------------
+
+
+def drill(
+    runbook: Path | None = typer.Argument(None, help="A runbook with a drill: section."),
+    sandbox: bool = typer.Option(False, "--sandbox", help="Drill the built-in sandbox world instead."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="With --sandbox: keep the world, Prefect's "
+                                        "database and the drill history here (default: a new temp dir)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the drill summary as JSON."),
+) -> None:
+    """Rotate a drill key (rotate-first), confirm the new key works everywhere, and measure
+    time_to_contain_s and time_to_recover_s against the earlier drills. Exit 3 if incomplete."""
+    from cauterize.flows.runner import configure_prefect
+
+    progress_to_stderr()
+    if sandbox == (runbook is not None):
+        raise InputError("give either a RUNBOOK (with a drill: section) or --sandbox")
+    if sandbox:
+        root = workdir.expanduser().resolve() if workdir else Path(tempfile.mkdtemp(prefix="cauterize-drill-"))
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        configure_prefect(home=root / ".prefect")
+        params: dict = {"sandbox": True, "workdir": str(root), "incidents_dir": str(root / "incidents")}
+        LOGGER.info("sandbox drill in %s", root)
+    else:
+        from cauterize.drill import drill_runbook
+        from cauterize.runbook import load_runbook
+
+        if workdir is not None:
+            raise InputError("--workdir applies to --sandbox drills only")
+        loaded = load_runbook(runbook)
+        drill_runbook(loaded)  # no drill: section -> one line, exit 2, before Prefect starts
+        configure_prefect()
+        params = {"runbook": str(loaded.path)}
+    if sys.stdin.isatty():
+        from cauterize import response
+        from cauterize.cli import _ask_for_key
+
+        response.set_manual_input(_ask_for_key)
+    from cauterize.flows.rotation_drill import rotation_drill
+
+    summary = rotation_drill(**params)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        flagged = summary["regression"]["regressed"]
+        typer.echo(f"drill {'ok' if summary['ok'] else 'INCOMPLETE'}: contain {summary['time_to_contain_s']} s, "
+                   f"recover {summary['time_to_recover_s']} s; regression: {', '.join(flagged) or 'none'}")
+        typer.echo("steps: " + ", ".join(f"{name} {sec} s" for name, sec in summary["steps"].items()))
+    typer.echo(f"drill report: {Path(summary['incident']) / 'drill.md'}", err=True)
+    raise typer.Exit(summary["exit_code"])
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+def build_deployments(runbook_dir: Path | None = None) -> list:
+    """The deployments as Prefect ``RunnerDeployment``s (module entrypoints: the served process
+    imports the installed package, whatever its working directory), plus one ``drill-<name>``
+    deployment on its own schedule for every runbook of ``runbook_dir`` with a ``drill:`` section."""
+    import importlib
+
+    from prefect.deployments.runner import EntrypointType
+
+    deployments = []
+    for name, spec in DEPLOYMENTS.items():
+        flow = getattr(importlib.import_module(spec["module"]), spec["flow"])
+        deployments.append(flow.to_deployment(
+            name=name, cron=spec["cron"], parameters=spec["parameters"], description=spec["description"],
+            tags=["cauterize"], entrypoint_type=EntrypointType.MODULE_PATH,
+        ))
+    if runbook_dir is not None:
+        from cauterize.flows.rotation_drill import rotation_drill
+        from cauterize.runbook import load_runbook
+
+        for path in sorted([*runbook_dir.glob("*.yaml"), *runbook_dir.glob("*.yml")]):
+            try:
+                runbook = load_runbook(path).runbook
+            except CauterizeError as exc:
+                LOGGER.warning("serve: skipped %s (%s)", path.name, exc.message)
+                continue
+            config = getattr(runbook, "drill", None)
+            if config is not None:
+                deployments.append(rotation_drill.to_deployment(
+                    name=f"drill-{runbook.name}", cron=config.schedule, parameters={"runbook": str(path.resolve())},
+                    description=f"Rotation drill of runbook {runbook.name}", tags=["cauterize", "drill"],
+                    entrypoint_type=EntrypointType.MODULE_PATH,
+                ))
+    return deployments
+
+
+def serve(
+    runbook_dir: Path | None = typer.Option(None, "--runbook-dir", help="Also schedule a drill for every "
+                                            "runbook here with a drill: section, on its own schedule."),
+) -> None:
+    """Serve the key-compromised, rotation-drill and postmortem deployments (schedules included)
+    from this process, against the Prefect server in PREFECT_API_URL."""
+    from cauterize.flows.runner import configure_prefect
+
+    progress_to_stderr()
+    configure_prefect()
+    api = _api_url()
+    if not api:
+        raise InputError(
+            "cauterize serve needs a Prefect server: start one with `prefect server start` and "
+            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    from prefect import serve as prefect_serve
+
+    deployments = build_deployments(runbook_dir)
+    LOGGER.info("serving %s against %s", ", ".join(f"{d.flow_name}/{d.name}" for d in deployments), api)
+    prefect_serve(*deployments, print_starting_message=False)
+
+
+def _api_url() -> str | None:
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
+# -- webhook --------------------------------------------------------------------------------------
+
+
+def webhook(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (put a TLS proxy in front)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    runbook_dir: Path = typer.Option(..., "--runbook-dir", help="Runbooks with a triggers: section."),
+) -> None:
+    """Receive GitHub secret-scanning alerts on POST /github (signed with GITHUB_WEBHOOK_SECRET) and
+    start the key-compromised response of the matching runbook: the deployment when PREFECT_API_URL
+    names a server, otherwise in this process."""
+    from cauterize.flows.runner import configure_prefect
+    from cauterize.secret import Secret
+    from cauterize.webhook import Receiver
+    from cauterize.webhook import serve as serve_http
+
+    progress_to_stderr()
+    value = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
+    if not value.strip():
+        raise InputError("set GITHUB_WEBHOOK_SECRET to the secret of the GitHub webhook (it signs every delivery)")
+    if not runbook_dir.is_dir():
+        raise InputError(f"--runbook-dir {runbook_dir}: not a directory")
+    secret = Secret(value)  # registered for log redaction
+    configure_prefect()
+    api = _api_url()
+    start = DeploymentStarter() if api else InProcessStarter()
+    served = serve_http(Receiver(secret.reveal(), runbook_dir, start), host, port, background=False)
+    LOGGER.info("listening on %s/github; responses start %s", served.url,
+                f"as {KEY_COMPROMISED} runs on {api}" if api else "in this process (no PREFECT_API_URL)")
+    try:
+        served.server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        LOGGER.info("stopping; responses under way in this process run to their end")
+    finally:
+        served.server.server_close()
+
+
+class DeploymentStarter:
+    """Start ``key-compromised/key-compromised`` on the Prefect server; returns at once."""
+
+    def __call__(self, runbook: Path, alert) -> str:
+        from prefect.deployments import run_deployment
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            run = run_deployment(
+                name=KEY_COMPROMISED, parameters={"runbook": str(runbook.resolve())}, timeout=0,
+                idempotency_key=alert.idempotency_key, tags=["github-secret-scanning"], as_subflow=False,
+            )
+        except ObjectNotFound:
+            raise CauterizeError(
+                f"no deployment {KEY_COMPROMISED} on the Prefect server",
+                remediation="Run `cauterize serve` (or `prefect deploy`) against the same server.",
+            ) from None
+        return f"flow run {run.id}"
+
+
+class InProcessStarter:
+    """Run the response in a thread of this process (Prefect's ephemeral server); one at a time
+    per runbook. Containment (revoke-first) happens before Prefect starts, as in ``respond``."""
+
+    def __init__(self) -> None:
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, runbook: Path, alert) -> str:
+        from cauterize import response
+        from cauterize.runbook import load_runbook
+
+        path = str(runbook.resolve())
+        response.Context.check_key_source(load_runbook(path))  # a bad source fails the delivery now
+        with self._lock:
+            if path in self._running:
+                return "already running in this process"
+            self._running.add(path)
+        thread = threading.Thread(target=self._run, args=(path, time.monotonic()), name=f"respond-{runbook.stem}")
+        self.threads.append(thread)
+        thread.start()
+        return f"in process ({thread.name})"
+
+    def _run(self, path: str, started: float) -> None:
+        from cauterize import response
+        from cauterize.flows.runner import run_flow
+        from cauterize.runbook import load_runbook
+
+        try:
+            if load_runbook(path).runbook.policy.order == "revoke-first" and hasattr(response, "contain"):
+                response.contain(path, started=started)
+            incident, directory = run_flow(path, mode="respond")
+            LOGGER.info("webhook: response %s finished, exit %s", directory.name, incident.exit_code())
+        except CauterizeError as exc:
+            LOGGER.error("webhook: response of %s stopped: %s", Path(path).name, exc.one_line())
+        except Exception as exc:  # noqa: BLE001  (the last boundary of a background thread; the record says more)
+            LOGGER.error("webhook: response of %s crashed (%s)", Path(path).name, type(exc).__name__)
+        finally:
+            with self._lock:
+                self._running.discard(path)
