@@ -107,38 +107,10 @@ def drill(
 
 
 def build_deployments(runbook_dir: Path | None = None) -> list:
-    """The deployments as Prefect ``RunnerDeployment``s (module entrypoints: the served process
-    imports the installed package, whatever its working directory), plus one ``drill-<name>``
-    deployment on its own schedule for every runbook of ``runbook_dir`` with a ``drill:`` section."""
-    import importlib
+    """The deployments to serve (see ``cauterize.flows.serving.build_deployments``)."""
+    from cauterize.flows.serving import build_deployments as build
 
-    from prefect.deployments.runner import EntrypointType
-
-    deployments = []
-    for name, spec in DEPLOYMENTS.items():
-        flow = getattr(importlib.import_module(spec["module"]), spec["flow"])
-        deployments.append(flow.to_deployment(
-            name=name, cron=spec["cron"], parameters=spec["parameters"], description=spec["description"],
-            tags=["cauterize"], entrypoint_type=EntrypointType.MODULE_PATH,
-        ))
-    if runbook_dir is not None:
-        from cauterize.flows.rotation_drill import rotation_drill
-        from cauterize.runbook import load_runbook
-
-        for path in sorted([*runbook_dir.glob("*.yaml"), *runbook_dir.glob("*.yml")]):
-            try:
-                runbook = load_runbook(path).runbook
-            except CauterizeError as exc:
-                LOGGER.warning("serve: skipped %s (%s)", path.name, exc.message)
-                continue
-            config = getattr(runbook, "drill", None)
-            if config is not None:
-                deployments.append(rotation_drill.to_deployment(
-                    name=f"drill-{runbook.name}", cron=config.schedule, parameters={"runbook": str(path.resolve())},
-                    description=f"Rotation drill of runbook {runbook.name}", tags=["cauterize", "drill"],
-                    entrypoint_type=EntrypointType.MODULE_PATH,
-                ))
-    return deployments
+    return build(DEPLOYMENTS, runbook_dir)
 
 
 def serve(
@@ -157,17 +129,17 @@ def serve(
             "cauterize serve needs a Prefect server: start one with `prefect server start` and "
             "export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
-    from prefect import serve as prefect_serve
+    from cauterize.flows.serving import serve_deployments
 
     deployments = build_deployments(runbook_dir)
     LOGGER.info("serving %s against %s", ", ".join(f"{d.flow_name}/{d.name}" for d in deployments), api)
-    prefect_serve(*deployments, print_starting_message=False)
+    serve_deployments(deployments)
 
 
 def _api_url() -> str | None:
-    from prefect.settings import get_current_settings
+    from cauterize.flows.serving import api_url
 
-    return get_current_settings().api.url
+    return api_url()
 
 
 # -- webhook --------------------------------------------------------------------------------------
@@ -211,20 +183,9 @@ class DeploymentStarter:
     """Start ``key-compromised/key-compromised`` on the Prefect server; returns at once."""
 
     def __call__(self, runbook: Path, alert) -> str:
-        from prefect.deployments import run_deployment
-        from prefect.exceptions import ObjectNotFound
+        from cauterize.flows.serving import start_deployment
 
-        try:
-            run = run_deployment(
-                name=KEY_COMPROMISED, parameters={"runbook": str(runbook.resolve())}, timeout=0,
-                idempotency_key=alert.idempotency_key, tags=["github-secret-scanning"], as_subflow=False,
-            )
-        except ObjectNotFound:
-            raise CauterizeError(
-                f"no deployment {KEY_COMPROMISED} on the Prefect server",
-                remediation="Run `cauterize serve` (or `prefect deploy`) against the same server.",
-            ) from None
-        return f"flow run {run.id}"
+        return start_deployment(KEY_COMPROMISED, runbook, alert)
 
 
 class InProcessStarter:
