@@ -136,6 +136,17 @@ def send(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def json_object(response: httpx.Response, what: str) -> dict:
+    """The body of a successful answer as a JSON object, or ``ProviderUnavailable`` saying it was not."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ProviderUnavailable(f"{what}: the answer ({response.status_code}) was not JSON") from exc
+    if not isinstance(body, dict):
+        raise ProviderUnavailable(f"{what}: the answer was not a JSON object")
+    return body
+
+
 def _certificate_refused(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:

@@ -48,7 +48,7 @@ from cauterize.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
+from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.providers.base import (
     KeyIdentity,
     Liveness,
@@ -190,13 +190,7 @@ class AzureManagement:
         response = send(self._client, method, str(url), what=what, policy=self._policy, sleep=self._sleep, **kwargs)
         if response.status_code >= 400:
             raise _error_for(response, what, not_found)
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise ProviderUnavailable(f"{what}: the answer ({response.status_code}) was not JSON") from exc
-        if not isinstance(body, dict):
-            raise ProviderUnavailable(f"{what}: the answer was not a JSON object")
-        return body
+        return json_object(response, what)
 
     def _url(self, path: str) -> httpx.URL:
         """A path under the ARM base URL, or a ``nextLink``, which must point at that same host."""
