@@ -27,6 +27,7 @@ from markupsafe import Markup, escape
 
 from cauterize import incident as incidents
 from cauterize.incident import Incident, write_private
+from cauterize.scopes import CarriedScopes
 from cauterize.secret import assert_clean
 
 LESSONS = "lessons.md"
@@ -200,7 +201,32 @@ def facts(incident: Incident) -> dict[str, Any]:
         "purge": [_with(p, _PURGE) for p in incident.purge],
         "timeline": _timeline(incident, first, ev),
         "actions": _actions(incident, repos, ident, open_steps),
+        **_reach(incident),
     }
+
+
+def _reach(incident: Incident) -> dict[str, str | None]:
+    """The revoked key's permissions and what the replacement carried over (scopes.py)."""
+    data = incident.old_key.scopes
+    if not isinstance(data, dict):
+        return {"permissions": None, "carried": None}
+    carried = CarriedScopes.from_dict(data)
+    if carried.provider == "anthropic":
+        permissions = f"workspace `{carried.workspace}`" if carried.workspace else "the whole organisation"
+    elif carried.provider != "openai":
+        permissions = None
+    elif carried.scopes is None:
+        permissions = "unknown (no audit event says how it was restricted)"
+    else:
+        permissions = ", ".join(f"`{scope}`" for scope in carried.scopes) or "all permissions (unrestricted)"
+    if carried.role:
+        permissions = f"{permissions}; service account role {carried.role}"
+    sentence = None
+    if incident.steps["rotate"].status == "ok":
+        by_hand = incident.steps["rotate"].details.get("manual") and carried.provider == "openai"
+        sentence = (f"The replacement was created by a person: check that it has the revoked key's permissions "
+                    f"({permissions}).") if by_hand else carried.summary()
+    return {"permissions": permissions, "carried": sentence}
 
 
 _FINDING = dict.fromkeys(("source", "location", "repo", "commit", "ref", "path", "reachable", "encoding", "first_seen"))

@@ -45,6 +45,7 @@ from cauterize.providers.base import (
     settings_for,
 )
 from cauterize.runbook import LoadedRunbook, load_runbook
+from cauterize.scopes import CarriedScopes, carried_scopes
 from cauterize.secret import KeySource, Secret
 from cauterize.stores import open_store
 
@@ -102,6 +103,11 @@ class Context:
     def identity(self) -> KeyIdentity | None:
         data = self.incident.old_key.identity
         return KeyIdentity.from_dict(data) if data else None
+
+    def carried_scopes(self) -> CarriedScopes | None:
+        """What intake read limits the old key's reach; the replacement carries the same."""
+        data = self.incident.old_key.scopes
+        return CarriedScopes.from_dict(data) if isinstance(data, dict) else None
 
     def stores(self):
         return [open_store(config, self.loaded) for config in self.runbook.stores]
@@ -267,6 +273,11 @@ def intake(ctx: Context, rec: StepRecord) -> None:
     rec.summary = f"{identity.key_id}{where}, owned by {identity.owner_type or 'unknown'}; {liveness.value}"
     for note in identity.notes:
         ctx.incident.log("intake", note)
+    # read before the revocation: deleting an OpenAI service account deletes its role with it
+    carried = carried_scopes(provider, identity)
+    ctx.incident.old_key.scopes = carried.to_dict()
+    for note in carried.notes:
+        ctx.incident.log("intake", note)
 
 
 def revoke(ctx: Context, rec: StepRecord) -> None:
@@ -335,8 +346,9 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     name = f"cauterize-{ctx.incident.id[:15].lower()}"
     ctx.incident.pending_mint = {"name": name, "started_at": utcnow().isoformat(), "like": identity.to_dict()}
     ctx.save()
+    carried = ctx.carried_scopes()
     try:
-        minted = provider.mint(identity, name)
+        minted = provider.mint(identity, name, carried)
     except ManualStepRequired as exc:
         ctx.incident.pending_mint = None  # nothing was minted: no orphan to look for on a rerun
         minted = _minted_by_a_person(ctx, provider, exc)
@@ -346,7 +358,10 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
         redacted=minted.secret.redacted,
         source="store:0",
         identity=minted.identity.to_dict(),
+        scopes=list(minted.scopes) if minted.scopes is not None else None,
     )
+    if carried is not None and not carried.known:
+        ctx.incident.add_action("rotate", carried.summary())
     ctx.save()
     try:
         write = primary.write(minted.secret)

@@ -137,28 +137,10 @@ def _service_account_role(admin: Any, identity: KeyIdentity, notes: list[str]) -
 
 
 def _audit_events(admin: Any, types: tuple[str, ...], resource: str | None) -> Iterator[dict[str, Any]]:
-    """Audit events about ``resource``, newest first, every page."""
+    """Audit events about ``resource``, newest first (the API's order), every page."""
     if not resource:
-        return
-    after: str | None = None
-    while True:
-        page = _audit_page(admin, event_types=list(types), resource_ids=[resource], after=after, limit=100)
-        events = sorted(page.get("data") or [], key=lambda e: e.get("effective_at") or 0, reverse=True)
-        yield from events
-        last = page.get("last_id")
-        if not page.get("has_more") or not last or last == after:
-            return
-        after = last
-
-
-def _audit_page(admin: Any, **query: Any) -> dict[str, Any]:
-    """One page of ``GET /organization/audit_logs`` (``OpenAIAdmin.list_audit_logs`` once it exists)."""
-    listed: Callable[..., dict[str, Any]] | None = getattr(admin, "list_audit_logs", None)
-    if listed is not None:
-        return listed(**query)
-    params = [(f"{name}[]", str(v)) for name in ("event_types", "resource_ids") for v in query[name]]
-    params += [(name, str(query[name])) for name in ("after", "limit") if query.get(name) is not None]
-    return admin._get("organization/audit_logs", params)  # private until OpenAIAdmin.list_audit_logs exists
+        return iter(())
+    return admin.iter_audit_logs(event_types=list(types), resource_ids=[resource])
 
 
 # ---- Anthropic ------------------------------------------------------------------------------

@@ -48,6 +48,23 @@ def test_every_step_ok_and_the_world_is_healed(world):
     assert (directory / "postmortem.md").read_text().count(leaked.fingerprint) >= 1
 
 
+def test_the_replacement_carries_the_leaked_keys_scopes(world):
+    """The world's leaked key was restricted in the console: scopes read at intake (before the
+    revocation) are given to the replacement, and the post-mortem says so."""
+    directory = response.open_incident(world.runbook)
+    incident = _run_all(directory)
+    wanted = ["api.model.request", "api.responses.write"]
+    assert incident.old_key.scopes["scopes"] == wanted and incident.old_key.scopes["source"].startswith("audit log")
+    new = DotenvStore(world.root / "worker/.env", "OPENAI_API_KEY").read()
+    minted = next(k for k in world.emulator.keys.values() if k.value == new.reveal())
+    assert minted.scopes == wanted and minted.owner_type == "service_account"
+    assert incident.new_key.scopes == wanted
+    assert world.emulator.service_accounts[minted.owner_id].role == "member"
+    report = (directory / "postmortem.md").read_text()
+    assert "carries the revoked key's scopes: api.model.request, api.responses.write" in report
+    assert "`api.model.request`, `api.responses.write`" in report  # the impact's permissions row
+
+
 def test_rerun_resumes_without_doing_steps_twice(world):
     directory = response.open_incident(world.runbook)
     for step in ("intake", "revoke", "rotate"):

@@ -3,11 +3,13 @@ service account's role, the Anthropic workspace; against the emulators through M
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from cauterize.errors import ProviderRejected
 from cauterize.providers.anthropic import AnthropicProvider
 from cauterize.providers.base import KeyIdentity, ProviderSettings
 from cauterize.providers.openai import OpenAIProvider
@@ -28,20 +30,12 @@ def openai():
     provider.close()
 
 
-def _event(emulator: OpenAIEmulator, type_: str, resource: str, payload: dict, at: int) -> None:
-    """An audit event as OpenAI records it (the emulator's API ignores ``scopes`` on creation)."""
-    event_id = f"audit_log-{len(emulator.audit_events)}"
-    emulator.audit_events.append({"id": event_id, "type": type_, "effective_at": at, type_: {"id": resource, **payload}})
-    emulator._order[event_id] = len(emulator._order)
-
-
 def test_openai_scopes_come_from_the_newest_audit_event_and_the_role_survives_revocation(openai):
     emulator, provider = openai
     project = emulator.add_project("prod")
     created = provider.admin.create_project_service_account(project, "worker")
     key_id, sa_id = created["api_key"]["id"], created["id"]
-    stamp = int(NOW.timestamp())
-    _event(emulator, "api_key.updated", key_id, {"changes_requested": {"scopes": ["api.model.request"]}}, stamp + 60)
+    emulator.restrict_key(key_id, ["api.model.request"])  # a person restricts it in the console
     identity = KeyIdentity("openai", key_id, project, "service_account", sa_id)
 
     carried = carried_scopes(provider, identity)
@@ -96,3 +90,55 @@ def test_anthropic_carries_the_workspace():
 def test_providers_that_keep_the_reach_by_construction():
     carried = carried_scopes(object(), KeyIdentity("google", "abc", "demo-project", "service_account", "sa@x"))
     assert carried.known and carried.scopes is None and "by construction" in carried.summary()
+
+
+def test_the_replacement_carries_the_scopes_and_the_role(openai):
+    emulator, provider = openai
+    project = emulator.add_project("prod")
+    created = provider.admin.create_project_service_account(project, "worker")
+    key_id, sa_id = created["api_key"]["id"], created["id"]
+    provider.admin.update_project_service_account(project, sa_id, role="owner")
+    emulator.restrict_key(key_id, ["api.model.request", "api.files.read"])
+    carried = carried_scopes(provider, KeyIdentity("openai", key_id, project, "service_account", sa_id))
+
+    minted = provider.mint(KeyIdentity("openai", key_id, project, "service_account", sa_id), "cauterize-x", carried)
+    new = emulator.keys[minted.identity.key_id]
+    assert new.scopes == ["api.model.request", "api.files.read"] and minted.scopes == tuple(new.scopes)
+    assert emulator.service_accounts[minted.identity.owner_id].role == "owner"
+    body = json.loads(emulator.calls("POST", "/v1/organization/projects/*/service_accounts/*/api_keys")[-1].body)
+    assert body == {"name": "cauterize-x", "scopes": ["api.model.request", "api.files.read"]}
+    # a restricted key without api.model.read is refused on /models with 401 "Missing scopes": still live
+    assert provider.check(minted.secret).value == "live"
+    provider.revoke(minted.identity)
+    assert provider.check(minted.secret).value == "dead"
+
+    # the same carried over twice reads back the same from the replacement's own audit event
+    again = carried_scopes(provider, minted.identity)
+    assert again.scopes == carried.scopes
+
+
+def test_an_unrestricted_replacement_is_one_call_and_a_failed_scoped_key_leaves_no_account(openai):
+    emulator, provider = openai
+    project = emulator.add_project("prod")
+    like = KeyIdentity("openai", "key_old", project, "service_account", "svc_acct_old")
+    minted = provider.mint(like, "plain", CarriedScopes("openai", True, (), project, role="member"))
+    assert emulator.keys[minted.identity.key_id].scopes == [] and minted.scopes == ()
+    assert not emulator.calls("POST", "/v1/organization/projects/*/service_accounts/*/api_keys")
+
+    emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts/*/api_keys", status=400, count=1)
+    with pytest.raises(ProviderRejected):
+        provider.mint(like, "scoped", CarriedScopes("openai", True, ("api.model.request",), project, role="member"))
+    scoped = [sa for sa in emulator.service_accounts.values() if sa.name == "scoped"]
+    assert scoped and all(sa.deleted for sa in scoped)
+
+
+def test_anthropic_asks_for_the_replacement_in_the_same_workspace():
+    from cauterize.errors import ManualStepRequired
+
+    provider = AnthropicProvider(ProviderSettings(admin_key=Secret("x" * 40), transport=httpx.MockTransport(
+        lambda request: httpx.Response(500))))
+    carried = CarriedScopes("anthropic", True, workspace="wrkspc_carried")
+    with pytest.raises(ManualStepRequired, match="workspace wrkspc_carried"):
+        provider.mint(KeyIdentity("anthropic", "apikey_1", None), "cauterize-x", carried)
+    with pytest.raises(ManualStepRequired, match="organisation scope"):
+        provider.mint(KeyIdentity("anthropic", "apikey_1", None), "cauterize-x", CarriedScopes("anthropic", True))

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -46,6 +46,9 @@ from cauterize.providers.base import (
     register,
 )
 from cauterize.secret import Secret, scrub
+
+if TYPE_CHECKING:
+    from cauterize.scopes import CarriedScopes
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -343,9 +346,15 @@ class AnthropicProvider:
 
     # ---- mint ------------------------------------------------------------------------------
 
-    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+    def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
         """Anthropic has no API that creates keys: a person creates the replacement in the Console."""
-        where = f"workspace {like.project}" if like.project else "the workspace of the old key"
+        workspace = (scopes.workspace if scopes is not None else None) or like.project
+        if workspace:
+            where = f"workspace {workspace}"
+        elif scopes is not None and scopes.known:
+            where = "the organisation scope (no workspace), like the old key"
+        else:
+            where = "the workspace of the old key"
         raise ManualStepRequired(
             f"Anthropic has no API to create keys: create the replacement for {like.key_id or 'the leaked key'} "
             f"in the Claude Console (Settings -> API keys) in {where}, named {name!r}, then paste it through "

@@ -33,7 +33,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -60,6 +60,9 @@ from cauterize.providers.base import (
     register,
 )
 from cauterize.secret import Secret, scrub
+
+if TYPE_CHECKING:
+    from cauterize.scopes import CarriedScopes
 
 DEFAULT_BASE_URL = "https://management.azure.com"
 API_VERSION = "2025-09-01"  # azure-mgmt-cognitiveservices 14.1.0's default
@@ -407,7 +410,7 @@ class AzureOpenAIProvider:
 
     # ---- mint ------------------------------------------------------------------------------
 
-    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+    def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
         """The replacement is the regenerated value of ``like``'s slot; Azure keys have no name, so ``name`` is unused.
 
         If this instance regenerated the slot, that value is returned. Otherwise (a rerun in a new

@@ -15,12 +15,15 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
 
 from cauterize.errors import InputError
 from cauterize.secret import Secret
+
+if TYPE_CHECKING:
+    from cauterize.scopes import CarriedScopes
 
 
 class Liveness(str, enum.Enum):
@@ -64,6 +67,8 @@ class MintedKey:
 
     secret: Secret
     identity: KeyIdentity
+    #: the scopes the replacement was given (``()``: unrestricted), None where the provider has none
+    scopes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,8 @@ class Provider(Protocol):
     def revoke(self, identity: KeyIdentity) -> RevokeResult:
         """Disable or delete the key. An already revoked key is a normal outcome."""
 
-    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
-        """Create a replacement with the same reach as ``like``."""
+    def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
+        """Create a replacement with the same reach as ``like`` (``scopes``: what intake read it carried)."""
 
     def usage(self, identity: KeyIdentity, start: datetime, end: datetime, bucket: str) -> Usage:
         """Usage (and cost where the provider has it) of the key over [start, end)."""

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -28,6 +29,9 @@ from cauterize.errors import (
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
 from cauterize.providers.base import KeyIdentity, Liveness, MintedKey, ProviderSettings, RevokeResult, Usage, register
 from cauterize.secret import Secret, scrub
+
+if TYPE_CHECKING:
+    from cauterize.scopes import CarriedScopes
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 DASHBOARD = "https://dashboard.cohere.com/api-keys"
@@ -116,7 +120,7 @@ class CohereProvider:
             remediation="Cohere has no API to revoke a key: a person with access to the organisation must do it.",
         )
 
-    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+    def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
         """Cohere has no API to create a key: a person creates one and pastes it into the prompt."""
         raise ManualStepRequired(
             f"create the replacement Cohere key '{name}' by hand: {DASHBOARD} -> API keys -> new key "

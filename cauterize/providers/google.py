@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -61,6 +61,9 @@ from cauterize.providers.google_auth import (
     exchange,
 )
 from cauterize.secret import Secret
+
+if TYPE_CHECKING:
+    from cauterize.scopes import CarriedScopes
 
 DEFAULT_IAM_URL = "https://iam.googleapis.com"
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
@@ -355,7 +358,7 @@ class GoogleProvider:
 
     # ---- mint ------------------------------------------------------------------------------
 
-    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
+    def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
         """Create a key for ``like``'s service account (Google keys have no name: ``name`` is unused)."""
         if self.settings.mint == "manual":
             raise ManualStepRequired(

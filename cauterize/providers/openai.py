@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,6 +44,9 @@ from cauterize.providers.base import (
     register,
 )
 from cauterize.secret import Secret, scrub
+
+if TYPE_CHECKING:
+    from cauterize.scopes import CarriedScopes
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 Json = dict[str, Any]
@@ -150,10 +153,42 @@ class OpenAIAdmin:
             "DELETE", f"organization/projects/{project_id}/service_accounts/{sa_id}", not_found=KeyNotFound
         )
 
-    def create_service_account_api_key(self, project_id: str, sa_id: str, name: str | None = None) -> Json:
-        """``POST /organization/projects/{project_id}/service_accounts/{sa_id}/api_keys``."""
-        body = {"name": name} if name else {}
+    def update_project_service_account(self, project_id: str, sa_id: str, *, role: str) -> Json:
+        """``POST /organization/projects/{project_id}/service_accounts/{sa_id}``: set its role (member | owner)."""
+        return self._call(
+            "POST", f"organization/projects/{project_id}/service_accounts/{sa_id}", json={"role": role},
+            not_found=KeyNotFound,
+        )
+
+    def create_service_account_api_key(
+        self, project_id: str, sa_id: str, name: str | None = None, *, scopes: list[str] | None = None
+    ) -> Json:
+        """``POST /organization/projects/{project_id}/service_accounts/{sa_id}/api_keys``: body ``{name, scopes}``."""
+        body: Json = {"name": name} if name else {}
+        if scopes is not None:
+            body["scopes"] = list(scopes)
         return self._call("POST", f"organization/projects/{project_id}/service_accounts/{sa_id}/api_keys", json=body)
+
+    # ---- audit logs ------------------------------------------------------------------------
+
+    def list_audit_logs(
+        self,
+        *,
+        event_types: list[str] | None = None,
+        resource_ids: list[str] | None = None,
+        project_ids: list[str] | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> Json:
+        """``GET /organization/audit_logs``: one page, newest first (audit logging must be on)."""
+        params = _params(
+            event_types=event_types, resource_ids=resource_ids, project_ids=project_ids, after=after, limit=limit
+        )
+        return self._get("organization/audit_logs", params)
+
+    def iter_audit_logs(self, **filters: Any) -> Iterator[Json]:
+        """Every audit event matching ``filters`` (see ``list_audit_logs``), all pages."""
+        return _pages(lambda after: self.list_audit_logs(after=after, limit=self.page_size, **filters))
 
     # ---- admin API keys --------------------------------------------------------------------
 
@@ -355,7 +390,8 @@ class OpenAIProvider:
     # ---- check -----------------------------------------------------------------------------
 
     def check(self, key: Secret) -> Liveness:
-        """``GET /models`` with the key (an admin key: ``GET /organization/admin_api_keys``): 200 live, 401 dead."""
+        """``GET /models`` with the key (an admin key: ``GET /organization/admin_api_keys``): 200 live, 401 dead,
+        except a 401 "Missing scopes" (a restricted key without ``api.model.read``), which is live."""
         path, params = ("organization/admin_api_keys", {"limit": "1"}) if _kind(key) == "admin" else ("models", None)
         try:
             response = send(
@@ -370,6 +406,8 @@ class OpenAIProvider:
             )
         except (RateLimited, ProviderUnavailable):
             return Liveness.UNKNOWN
+        if response.status_code in (401, 403) and _lacks_scope(response):
+            return Liveness.LIVE  # a restricted key: it authenticated, it only may not list models
         return {200: Liveness.LIVE, 401: Liveness.DEAD}.get(response.status_code, Liveness.UNKNOWN)
 
     # ---- identify --------------------------------------------------------------------------
@@ -484,22 +522,40 @@ class OpenAIProvider:
 
     # ---- mint ------------------------------------------------------------------------------
 
-    def mint(self, like: KeyIdentity, name: str) -> MintedKey:
-        """Create a service account named ``name`` in ``like.project``; its key is the replacement."""
+    def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
+        """Create a service account named ``name`` in ``like.project``; its key is the replacement.
+
+        With ``scopes`` (read from the revoked key at intake) the replacement carries the same: the
+        account is created without a key (``create_service_account_only``), given the old role, and
+        its key is created with the old scopes, since only that endpoint takes scopes."""
         if self.settings.mint == "manual" or like.owner_type == "admin":
+            carry = f"; {scopes.summary()}" if scopes is not None else ""
             raise ManualStepRequired(
                 f"create the replacement OpenAI key for {like.key_id} in the console "
-                "(platform.openai.com) and paste it into the prompt"
+                f"(platform.openai.com) and paste it into the prompt{carry}"
             )
         project = _project_of(like)
-        created = self.admin.create_project_service_account(project, name)
-        api_key = created.get("api_key") or {}
+        restricted = scopes is not None and bool(scopes.scopes)
+        role = (scopes.role if scopes is not None else None) or "member"
+        if not restricted and role == "member":
+            created = self.admin.create_project_service_account(project, name)
+            api_key = created.get("api_key") or {}
+        else:
+            created = self.admin.create_project_service_account(project, name, create_service_account_only=True)
+            try:
+                self.admin.update_project_service_account(project, created["id"], role=role)
+                api_key = self.admin.create_service_account_api_key(
+                    project, created["id"], name, scopes=list(scopes.scopes) if restricted else None
+                )
+            except ProviderError:
+                self.admin.delete_project_service_account(project, created["id"])  # no keyless account left behind
+                raise
         if not api_key.get("value"):
             raise ProviderRejected(f"OpenAI created service account {created.get('id')} without an API key")
         identity = KeyIdentity(
             "openai", api_key.get("id"), project, "service_account", created.get("id"), created.get("name") or name
         )
-        return MintedKey(Secret(api_key["value"]), identity)
+        return MintedKey(Secret(api_key["value"]), identity, scopes.scopes if restricted else ())
 
     def find_minted(self, like: KeyIdentity, name: str) -> list[KeyIdentity]:
         """Replacements an interrupted run may have minted: service accounts named ``name`` in
@@ -586,6 +642,13 @@ def _redaction_matches(listed: Json, key: Secret) -> bool:
     head, tail = head.rstrip("*"), tail.lstrip("*")
     value = key.reveal()
     return bool(tail) and len(value) >= len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
+
+
+def _lacks_scope(response: httpx.Response) -> bool:
+    """OpenAI refuses a restricted key that lacks a route's scope with 401 (code null), "You have
+    insufficient permissions for this operation. Missing scopes: ...": the key is valid."""
+    message = provider_message(response).lower()
+    return "missing scopes" in message or "insufficient permissions" in message
 
 
 def _kind(key: Secret) -> str | None:

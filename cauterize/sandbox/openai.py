@@ -40,6 +40,14 @@ _ALNUM = string.ascii_letters + string.digits
 _MARKER = "T3BlbkFJ"  # base64 of "OpenAI", present in every modern OpenAI key
 _RATE_LIMIT = "Rate limit reached for requests. Please try again later."
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+_MISSING_SCOPES = (
+    "You have insufficient permissions for this operation. Missing scopes: {scope}. Check that you have the "
+    "correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using "
+    "a restricted API key, that it has the necessary scopes."
+)
+#: the scope a restricted key needs on each data-plane route (answered 401 with _MISSING_SCOPES without it)
+_ROUTE_SCOPES = {"/models": "api.model.read"}
+_SA_ROLES = ("member", "owner")
 
 
 def new_key_value(kind: str = "proj") -> str:
@@ -106,6 +114,7 @@ class ApiKey:
     owner_project_access: str = "active"  # "active" | "inactive"
     last_used_at: int | None = None
     deleted: bool = False
+    scopes: list[str] = field(default_factory=list)  # a restricted key's scopes; empty: all permissions
 
 
 @dataclass
@@ -342,6 +351,15 @@ class OpenAIEmulator:
         )
         return len(slots)
 
+    def restrict_key(self, key_id: str, scopes: list[str]) -> None:
+        """What a person does in the console (the key's permissions set to Restricted): the key gets
+        ``scopes`` and the audit log an ``api_key.updated`` event by that person's session."""
+        key = self.keys[key_id]
+        key.scopes = list(scopes)
+        user = self.users[self._default_user()]
+        session = {"type": "session", "session": {"user": {"id": user.id, "email": user.email}, "ip_address": "127.0.0.1"}}
+        self._audit("api_key.updated", key.project_id, {"id": key.id, "changes_requested": {"scopes": key.scopes}}, session)
+
     def is_live(self, value: str) -> bool:
         """Would the data plane accept this key value?"""
         key = self._key_by_value(value)
@@ -401,6 +419,7 @@ class OpenAIEmulator:
             match = pattern.match(sub)
             if match and method == request.method:
                 actor = self._authenticate(request, auth)
+                _require_scope(actor, _ROUTE_SCOPES.get(sub))
                 call = _Call(match.groupdict(), Query(request.query), _json_body(request), actor)
                 return _json_response(200, getattr(self, handler)(call))
         raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
@@ -553,8 +572,11 @@ class OpenAIEmulator:
 
     def _update_service_account(self, call: _Call) -> Body:
         sa = self._service_account(call)
+        role = call.body.get("role")
+        if role is not None and role not in _SA_ROLES:
+            raise ApiError(400, f"Invalid value for 'role': expected one of {', '.join(_SA_ROLES)}.", param="role")
         sa.name = call.body.get("name") or sa.name
-        sa.role = call.body.get("role") or sa.role
+        sa.role = role or sa.role
         self._audit(
             "service_account.updated", sa.project_id, {"id": sa.id, "changes_requested": {"role": sa.role}}, call.actor
         )
@@ -572,11 +594,17 @@ class OpenAIEmulator:
 
     def _create_sa_key(self, call: _Call) -> Body:
         sa = self._service_account(call)
-        return self._mint_sa_key(sa, call.body.get("name") or "Secret Key", call.actor)
+        scopes = call.body.get("scopes", [])
+        if not isinstance(scopes, list) or not all(isinstance(x, str) and x for x in scopes):
+            raise ApiError(400, "Invalid type for 'scopes': expected an array of strings.", param="scopes")
+        return self._mint_sa_key(sa, call.body.get("name") or "Secret Key", call.actor, scopes)
 
-    def _mint_sa_key(self, sa: ServiceAccount, name: str, actor: AdminKey | ApiKey) -> Body:
+    def _mint_sa_key(
+        self, sa: ServiceAccount, name: str, actor: AdminKey | ApiKey, scopes: list[str] | None = None
+    ) -> Body:
         key = self.keys[self.add_service_account_key(sa.project_id, sa.id, name=name)[0]]
-        self._audit("api_key.created", sa.project_id, {"id": key.id, "data": {"scopes": []}}, actor)
+        key.scopes = list(scopes or [])
+        self._audit("api_key.created", sa.project_id, {"id": key.id, "data": {"scopes": key.scopes}}, actor)
         return {
             "object": "organization.project.service_account.api_key",
             "value": key.value,
@@ -636,12 +664,12 @@ class OpenAIEmulator:
         ]
         return self._list(events, query, dict, key=lambda e: e["id"])
 
-    def _audit(self, type_: str, project_id: str | None, details: Body, actor: AdminKey | ApiKey) -> None:
+    def _audit(self, type_: str, project_id: str | None, details: Body, actor: AdminKey | ApiKey | Body) -> None:
         event: Body = {
             "id": _new_id("audit_log-", 12),
             "type": type_,
             "effective_at": self._now(),
-            "actor": self._actor_json(actor),
+            "actor": actor if isinstance(actor, dict) else self._actor_json(actor),
             type_: details,
         }
         if project_id is not None:
@@ -856,3 +884,10 @@ def _epoch_or_none(when: datetime | float | None) -> int | None:
 
 
 __all__ = ["ApiError", "OpenAIEmulator", "RecordedRequest", "new_key_value"]
+
+
+def _require_scope(actor: AdminKey | ApiKey, scope: str | None) -> None:
+    """A restricted key without the route's scope authenticates but is refused: OpenAI answers 401
+    with "insufficient permissions ... Missing scopes", code null (not ``invalid_api_key``)."""
+    if scope and isinstance(actor, ApiKey) and actor.scopes and scope not in actor.scopes:
+        raise ApiError(401, _MISSING_SCOPES.format(scope=scope))

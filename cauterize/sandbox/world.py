@@ -85,6 +85,8 @@ def build_world(root: Path, *, now: datetime | None = None) -> World:
         emulator.add_user_key(project, name=f"dev key {index}")
     # A canary test may choose the (fake) leaked key, to search everything the demo wrote for it.
     key_id, leaked = emulator.add_user_key(project, os.environ.get(LEAKED_ENV) or None, name="laptop key (Dana)")
+    # Dana restricted it in the console (audit logged): the replacement must carry the same scopes.
+    emulator.restrict_key(key_id, ["api.model.request", "api.responses.write"])
     leaked_at = now - timedelta(days=3, hours=5)
     _seed_usage(emulator, key_id, leaked_at=leaked_at, now=now)
     app = serve(emulator)
