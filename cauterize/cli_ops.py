@@ -4,7 +4,7 @@ Registered on the main typer app by ``cauterize.cli`` (``register(app)``). Prefe
 inside the commands, after ``configure_prefect`` (no result persistence, no analytics).
 
     drill (RUNBOOK | --sandbox) [--workdir DIR] [--json]   the rotate-first path, measured
-    serve [--runbook-dir DIR]                              the three deployments, from one process
+    serve [--runbook-dir DIR]                              the four deployments, from one process
     webhook [--host H] [--port P] --runbook-dir DIR        GitHub secret-scanning alerts -> a response
 """
 
@@ -24,6 +24,7 @@ from cauterize.errors import CauterizeError, InputError
 from cauterize.logs import LOGGER, progress_to_stderr
 
 DEFAULT_DRILL_CRON = "0 3 * * 1"  # Mondays 03:00 UTC
+DEFAULT_WATCH_CRON = "0 6 * * *"  # daily 06:00 UTC, the window being the last 24 hours
 #: The deployments of prefect.yaml (tests check that both say the same), served by ``cauterize serve``.
 DEPLOYMENTS: dict[str, dict] = {
     "key-compromised": {
@@ -35,6 +36,11 @@ DEPLOYMENTS: dict[str, dict] = {
         "module": "cauterize.flows.rotation_drill", "flow": "rotation_drill", "cron": DEFAULT_DRILL_CRON,
         "parameters": {"sandbox": True},
         "description": "Weekly rotation drill (the sandbox by default; a runbook's drill: key when given).",
+    },
+    "key-watch": {
+        "module": "cauterize.flows.key_watch", "flow": "key_watch", "cron": DEFAULT_WATCH_CRON, "parameters": {},
+        "description": "Daily usage watch of every runbook's organisation; starts key-compromised for a runbook "
+        "with watch.auto_respond whose key alerted.",
     },
     "postmortem": {
         "module": "cauterize.flows.postmortem", "flow": "postmortem", "cron": None, "parameters": {},
@@ -117,7 +123,7 @@ def serve(
     runbook_dir: Path | None = typer.Option(None, "--runbook-dir", help="Also schedule a drill for every "
                                             "runbook here with a drill: section, on its own schedule."),
 ) -> None:
-    """Serve the key-compromised, rotation-drill and postmortem deployments (schedules included)
+    """Serve the key-compromised, rotation-drill, key-watch and postmortem deployments (schedules included)
     from this process, against the Prefect server in PREFECT_API_URL."""
     from cauterize.flows.runner import configure_prefect
 
@@ -185,7 +191,8 @@ class DeploymentStarter:
     def __call__(self, runbook: Path, alert) -> str:
         from cauterize.flows.serving import start_deployment
 
-        return start_deployment(KEY_COMPROMISED, runbook, alert)
+        return start_deployment(KEY_COMPROMISED, runbook, idempotency_key=alert.idempotency_key,
+                                tags=["github-secret-scanning"])
 
 
 class InProcessStarter:

@@ -2,6 +2,12 @@
 
     cauterize watch --provider P [--since T] [--until T] [--bucket 1m|1h|1d] [--baseline-days N]
                     [--budget-usd USD] [--runbook FILE] [--json]
+    cauterize watch --runbook-dir DIR [--since T] ... [--json]
+
+With ``--runbook-dir`` it watches every organisation the directory's runbooks name, each runbook's
+budget on its own key, and lists the runbooks that opted in to ``watch.auto_respond`` and whose key
+alerted (the ``key-watch`` deployment starts ``key-compromised`` for them; this command only says
+so: a person decides). See ``cauterize.watchlist``.
 
 T is ISO-8601 or a time ago (``24h``, ``7d``; see ``cauterize.cli_evidence.parse_when``); ``--since``
 defaults to 24 hours ago, the span of a daily run. The admin credential comes from the provider's
@@ -22,20 +28,21 @@ import typer
 
 
 def watch(
-    provider: str = typer.Option(..., "--provider", help="openai or anthropic (the providers with usage per key)."),
+    provider: str | None = typer.Option(None, "--provider", help="openai or anthropic (usage per key)."),
     since: str = typer.Option("24h", "--since", help="Start of the recent window: ISO-8601 or a time ago (24h, 7d)."),
     until: str | None = typer.Option(None, "--until", help="End of the recent window; default now."),
     bucket: str = typer.Option("1h", "--bucket", help="Bucket width: 1m, 1h or 1d."),
     baseline_days: int = typer.Option(14, "--baseline-days", help="Days of usage before --since to compare with."),
     budget_usd: float | None = typer.Option(None, "--budget-usd", help="Monthly budget per key; alert at 80%."),
     runbook: Path | None = typer.Option(None, "--runbook", help="Read providers and watch (budget, notify) from it."),
+    runbook_dir: Path | None = typer.Option(None, "--runbook-dir", help="Watch every runbook of this directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the alerts as one JSON document."),
 ) -> None:
     """Pull usage for every key, compare each with its own baseline, and flag anomalies and keys
     past 80% of the monthly budget."""
     from cauterize.cli import _emit_json
     from cauterize.cli_evidence import parse_when
-    from cauterize.errors import ProviderUnavailable
+    from cauterize.errors import InputError, ProviderUnavailable
     from cauterize.providers.base import settings_for
     from cauterize.watch import notify
     from cauterize.watch import watch as run_watch
@@ -43,6 +50,14 @@ def watch(
     now = datetime.now(UTC)
     start = parse_when(since, "--since", now=now)
     end = parse_when(until, "--until", now=now) if until else now
+    if runbook_dir is not None:
+        if provider or runbook or budget_usd is not None:
+            raise InputError("--runbook-dir takes providers and budgets from the runbooks: drop --provider, "
+                             "--runbook and --budget-usd")
+        _watch_directory(runbook_dir, start, end, bucket, baseline_days, as_json)
+        return
+    if provider is None:
+        raise InputError("--provider is required (openai or anthropic), unless --runbook-dir is given")
     settings, budget, notify_url = settings_for(provider), budget_usd, None
     if runbook is not None:
         settings, runbook_budget, notify_url = _from_runbook(runbook, provider)
@@ -65,6 +80,37 @@ def watch(
                                       remediation="Check the webhook URL's key source and that the webhook takes "
                                       "JSON; the alerts above are complete.")
         typer.echo("alerts posted to the runbook's notify webhook", err=True)
+
+
+def _watch_directory(directory: Path, start: datetime, end: datetime, bucket: str, baseline_days: int,
+                     as_json: bool) -> None:
+    from cauterize.cli import _emit_json
+    from cauterize.errors import ProviderUnavailable
+    from cauterize.watchlist import runbook_paths, watch_runbooks
+
+    result = watch_runbooks(runbook_paths(directory), since=start, until=end, bucket=bucket,
+                            baseline_days=baseline_days)
+    if as_json:
+        _emit_json(result)
+    else:
+        for alert in result["alerts"]:
+            typer.echo(alert_line(alert))
+    typer.echo(f"{len(result['runbooks'])} runbook(s), {result['checked_keys']} key(s) checked, "
+               f"{len(result['alerts'])} alert(s)", err=True)
+    for item in result["skipped"]:
+        typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+    for path in result["to_start"]:
+        typer.echo(f"auto_respond: the key of {path} alerted; the key-watch deployment starts key-compromised "
+                   f"for it (by hand: cauterize respond {path})", err=True)
+    for error in result["errors"]:
+        typer.echo(f"error: {error}", err=True)
+    if result["errors"] or result["notify_failed"]:
+        raise ProviderUnavailable(
+            f"the watch is incomplete: {len(result['errors'])} organisation(s) could not be read, "
+            f"{result['notify_failed']} webhook(s) refused the alerts",
+            remediation="Check the admin credentials and webhook URLs named above; the alerts printed are complete "
+            "for the rest.",
+        )
 
 
 def alert_line(alert: dict[str, Any]) -> str:

@@ -83,13 +83,15 @@ def watch(
     bucket: str = "1h",
     baseline_days: int = 14,
     budget_usd_monthly: float | None = None,
+    key_budgets: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Alerts for every key of the organisation; see the module docstring."""
+    """Alerts for every key of the organisation; see the module docstring. ``key_budgets`` (key id ->
+    monthly USD, from the runbooks that own those keys) overrides ``budget_usd_monthly`` per key."""
     since, until = _aware(since), _aware(until)
-    reader = _READERS.get(provider_name)
+    reader = READERS.get(provider_name)
     if reader is None:
         raise InputError(
-            f"watch reads usage per key from {' and '.join(sorted(_READERS))} only, not '{provider_name}': "
+            f"watch reads usage per key from {' and '.join(sorted(READERS))} only, not '{provider_name}': "
             "the other providers report no usage per key"
         )
     if bucket not in BUCKET_SECONDS:
@@ -98,10 +100,13 @@ def watch(
         raise InputError(f"--until ({until.isoformat()}) must be later than --since ({since.isoformat()})")
     if baseline_days < 0:
         raise InputError(f"--baseline-days must be 0 or more, not {baseline_days}")
-    if budget_usd_monthly is not None and budget_usd_monthly <= 0:
-        raise InputError(f"the monthly budget must be more than 0 USD, not {budget_usd_monthly}")
+    key_budgets = dict(key_budgets or {})
+    for amount in [budget_usd_monthly, *key_budgets.values()]:
+        if amount is not None and amount <= 0:
+            raise InputError(f"the monthly budget must be more than 0 USD, not {amount}")
     baseline_start = since - timedelta(days=baseline_days)
-    month_start = until.replace(day=1, hour=0, minute=0, second=0, microsecond=0) if budget_usd_monthly else None
+    budgeted = budget_usd_monthly is not None or bool(key_budgets)
+    month_start = until.replace(day=1, hour=0, minute=0, second=0, microsecond=0) if budgeted else None
     period = Period(min(baseline_start, month_start or baseline_start), until, bucket, month_start)
     provider = get_provider(provider_name, settings)
     try:
@@ -120,15 +125,14 @@ def watch(
         alert = _anomaly_alert(provider_name, key_id, info, result)
         if alert:
             alerts.append(alert)
-        if budget_usd_monthly is not None and month_start is not None:
+        budget = key_budgets.get(key_id, budget_usd_monthly)
+        if budget is not None and month_start is not None:
             spend, was_estimated = _spend(fleet, key_id, series, month_start, until, provider_name)
             estimated = estimated or (was_estimated and spend is not None)
-            if spend is not None and spend >= BUDGET_ALERT_AT * budget_usd_monthly:
+            if spend is not None and spend >= BUDGET_ALERT_AT * budget:
                 window = {"start": month_start.isoformat(), "end": until.isoformat()}
-                ratio = round(spend / budget_usd_monthly, 3)
-                alerts.append(
-                    _alert(provider_name, key_id, info, "budget", window, round(spend, 2), budget_usd_monthly, ratio)
-                )
+                ratio = round(spend / budget, 3)
+                alerts.append(_alert(provider_name, key_id, info, "budget", window, round(spend, 2), budget, ratio))
     limitations = list(fleet.limitations)
     if estimated:
         limitations.append(
@@ -287,7 +291,7 @@ def _anthropic_fleet(provider: Any, period: Period) -> Fleet:
     return fleet
 
 
-_READERS: dict[str, Reader] = {"openai": _openai_fleet, "anthropic": _anthropic_fleet}
+READERS: dict[str, Reader] = {"openai": _openai_fleet, "anthropic": _anthropic_fleet}
 
 
 # ---- notification and auto-response ---------------------------------------------------------

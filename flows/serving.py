@@ -13,7 +13,8 @@ from cauterize.logs import LOGGER
 def build_deployments(specs: dict, runbook_dir: Path | None = None) -> list:
     """The deployments as Prefect ``RunnerDeployment``s (module entrypoints: the served process
     imports the installed package, whatever its working directory), plus one ``drill-<name>``
-    deployment on its own schedule for every runbook of ``runbook_dir`` with a ``drill:`` section."""
+    deployment on its own schedule for every runbook of ``runbook_dir`` with a ``drill:`` section;
+    ``key-watch`` then watches the runbooks of ``runbook_dir``."""
     import importlib
 
     from prefect.deployments.runner import EntrypointType
@@ -21,8 +22,11 @@ def build_deployments(specs: dict, runbook_dir: Path | None = None) -> list:
     deployments = []
     for name, spec in specs.items():
         flow = getattr(importlib.import_module(spec["module"]), spec["flow"])
+        parameters = dict(spec["parameters"])
+        if name == "key-watch" and runbook_dir is not None:
+            parameters["runbook_dir"] = str(runbook_dir.resolve())  # the runbooks it watches
         deployments.append(flow.to_deployment(
-            name=name, cron=spec["cron"], parameters=spec["parameters"], description=spec["description"],
+            name=name, cron=spec["cron"], parameters=parameters, description=spec["description"],
             tags=["cauterize"], entrypoint_type=EntrypointType.MODULE_PATH,
         ))
     if runbook_dir is not None:
@@ -58,15 +62,15 @@ def api_url() -> str | None:
     return get_current_settings().api.url
 
 
-def start_deployment(name: str, runbook: Path, alert) -> str:
-    """Start the deployment for ``runbook`` and return at once (idempotent per alert delivery)."""
+def start_deployment(name: str, runbook: Path, *, idempotency_key: str, tags: list[str]) -> str:
+    """Start the deployment for ``runbook`` and return at once (idempotent per ``idempotency_key``)."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
     try:
         run = run_deployment(
             name=name, parameters={"runbook": str(runbook.resolve())}, timeout=0,
-            idempotency_key=alert.idempotency_key, tags=["github-secret-scanning"], as_subflow=False,
+            idempotency_key=idempotency_key, tags=tags, as_subflow=False,
         )
     except ObjectNotFound:
         raise CauterizeError(

@@ -142,12 +142,12 @@ def prefect_client(server: PrefectServer):
 # -- prefect.yaml ---------------------------------------------------------------------------------
 
 
-def test_prefect_yaml_declares_the_three_deployments():
+def test_prefect_yaml_declares_the_four_deployments():
     from cauterize.cli_ops import DEPLOYMENTS
 
     document = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {item["name"]: item for item in document["deployments"]}
-    assert set(deployments) == {"key-compromised", "rotation-drill", "postmortem"} == set(DEPLOYMENTS)
+    assert set(deployments) == {"key-compromised", "rotation-drill", "key-watch", "postmortem"} == set(DEPLOYMENTS)
     for name, item in deployments.items():
         path, function = item["entrypoint"].split(":")
         spec = DEPLOYMENTS[name]
@@ -158,6 +158,8 @@ def test_prefect_yaml_declares_the_three_deployments():
     [schedule] = deployments["rotation-drill"]["schedules"]
     assert schedule["cron"] == DEPLOYMENTS["rotation-drill"]["cron"] == "0 3 * * 1"
     assert not deployments["key-compromised"]["schedules"] and not deployments["postmortem"]["schedules"]
+    [watch] = deployments["key-watch"]["schedules"]
+    assert watch["cron"] == DEPLOYMENTS["key-watch"]["cron"] == "0 6 * * *", "the key watch runs daily"
 
 
 def test_prefect_yaml_entrypoints_load_as_the_named_flows():
@@ -178,7 +180,8 @@ def test_serve_adds_a_drill_per_runbook_on_its_own_schedule(tmp_path):
         "drill: {key: 'vault:secret/drill#KEY', stores: production, schedule: '0 4 * * 2'}\n")
     (tmp_path / "plain.yaml").write_text("version: 1\nname: plain\nkey: {provider: openai, source: env:K}\n")
     deployments = {d.name: d for d in build_deployments(tmp_path)}
-    assert set(deployments) == {"key-compromised", "rotation-drill", "postmortem", "drill-drilled"}
+    assert set(deployments) == {"key-compromised", "rotation-drill", "key-watch", "postmortem", "drill-drilled"}
+    assert deployments["key-watch"].parameters == {"runbook_dir": str(tmp_path.resolve())}, "it watches them"
     drilled = deployments["drill-drilled"]
     assert drilled.flow_name == "rotation-drill" and drilled.parameters == {"runbook": str(tmp_path / "drilled.yaml")}
     assert [s.schedule.cron for s in drilled.schedules] == ["0 4 * * 2"]
