@@ -224,8 +224,15 @@ def _reach(incident: Incident) -> dict[str, str | None]:
     sentence = None
     if incident.steps["rotate"].status == "ok":
         by_hand = incident.steps["rotate"].details.get("manual") and carried.provider == "openai"
-        sentence = (f"The replacement was created by a person: check that it has the revoked key's permissions "
-                    f"({permissions}).") if by_hand else carried.summary()
+        given = incident.new_key.scopes if incident.new_key else None
+        if by_hand:
+            sentence = (f"The replacement was created by a person: check that it has the revoked key's permissions "
+                        f"({permissions}).")
+        elif carried.scopes and isinstance(given, list) and tuple(given) != carried.scopes:
+            sentence = (f"The replacement could not be given the revoked key's scopes ({permissions}): it is "
+                        "unrestricted until a person restricts it (an action item).")
+        else:
+            sentence = carried.summary()
     return {"permissions": permissions, "carried": sentence}
 
 

@@ -362,6 +362,13 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     )
     if carried is not None and not carried.known:
         ctx.incident.add_action("rotate", carried.summary())
+    elif carried is not None and carried.scopes and minted.scopes is not None and minted.scopes != carried.scopes:
+        ctx.incident.add_action(
+            "rotate",
+            f"the replacement {minted.identity.key_id} could not be given the revoked key's scopes "
+            f"({', '.join(carried.scopes)}): it is unrestricted; restrict it in the OpenAI console "
+            "(API keys, Edit, Restricted)",
+        )
     ctx.save()
     try:
         write = primary.write(minted.secret)

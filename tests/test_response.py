@@ -165,3 +165,20 @@ def test_pasting_the_leaked_key_back_is_refused(world):
     finally:
         response.set_manual_input(None)
     assert incident.steps["rotate"].status == "failed" and "leaked key itself" in incident.steps["rotate"].error
+
+
+def test_without_the_scoped_key_endpoint_the_replacement_is_unrestricted_and_said_so(world):
+    """A server (or proxy) that refuses POST .../service_accounts/{id}/api_keys: the service still
+    gets a working key; the record, an action item and the post-mortem say it is unrestricted."""
+    world.emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts/*/api_keys", status=404, count=5)
+    directory = response.open_incident(world.runbook)
+    incident = _run_all(directory)
+    assert incident.steps["rotate"].status == "ok" and incident.complete
+    new = DotenvStore(world.root / "worker/.env", "OPENAI_API_KEY").read()
+    minted = next(k for k in world.emulator.keys.values() if k.value == new.reveal())
+    assert minted.scopes == [] and incident.new_key.scopes == []
+    accounts = [sa for sa in world.emulator.service_accounts.values() if sa.name.startswith("cauterize-")]
+    assert len(accounts) == 2 and [sa.id for sa in accounts if not sa.deleted] == [minted.owner_id], \
+        "the keyless account of the refused attempt is gone"
+    assert any("could not be given the revoked key's scopes" in a.text for a in incident.action_items)
+    assert "could not be given the revoked key's scopes" in (directory / "postmortem.md").read_text()

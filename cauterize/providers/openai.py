@@ -33,6 +33,7 @@ from cauterize.errors import (
     RateLimited,
 )
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
+from cauterize.logs import LOGGER
 from cauterize.providers.base import (
     KeyIdentity,
     Liveness,
@@ -541,21 +542,35 @@ class OpenAIProvider:
             created = self.admin.create_project_service_account(project, name)
             api_key = created.get("api_key") or {}
         else:
-            created = self.admin.create_project_service_account(project, name, create_service_account_only=True)
             try:
-                self.admin.update_project_service_account(project, created["id"], role=role)
-                api_key = self.admin.create_service_account_api_key(
-                    project, created["id"], name, scopes=list(scopes.scopes) if restricted else None
-                )
-            except ProviderError:
-                self.admin.delete_project_service_account(project, created["id"])  # no keyless account left behind
-                raise
+                created, api_key = self._mint_scoped(project, name, role, scopes.scopes if restricted else None)
+            except ProviderRejected as exc:
+                # an organisation (or proxy) without the scoped-key endpoint: the service still needs a
+                # key now; the record and post-mortem say it is unrestricted, a person restricts it
+                created = self.admin.create_project_service_account(project, name)
+                api_key = created.get("api_key") or {}
+                restricted = False
+                LOGGER.warning("OpenAI refused the scoped replacement (%s): minted an unrestricted one", exc.message)
         if not api_key.get("value"):
             raise ProviderRejected(f"OpenAI created service account {created.get('id')} without an API key")
         identity = KeyIdentity(
             "openai", api_key.get("id"), project, "service_account", created.get("id"), created.get("name") or name
         )
         return MintedKey(Secret(api_key["value"]), identity, scopes.scopes if restricted else ())
+
+    def _mint_scoped(self, project: str, name: str, role: str, scopes: tuple[str, ...] | None) -> tuple[Json, Json]:
+        """A service account without a key, given ``role``, then its key with ``scopes``; the account is
+        deleted again if either step fails (no keyless account left behind)."""
+        created = self.admin.create_project_service_account(project, name, create_service_account_only=True)
+        try:
+            self.admin.update_project_service_account(project, created["id"], role=role)
+            api_key = self.admin.create_service_account_api_key(
+                project, created["id"], name, scopes=list(scopes) if scopes is not None else None
+            )
+        except ProviderError:
+            self.admin.delete_project_service_account(project, created["id"])
+            raise
+        return created, api_key
 
     def find_minted(self, like: KeyIdentity, name: str) -> list[KeyIdentity]:
         """Replacements an interrupted run may have minted: service accounts named ``name`` in
