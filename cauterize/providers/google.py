@@ -314,7 +314,12 @@ class GoogleProvider:
                 f"{key.fingerprint}): it was deleted, or its service account or project is gone",
                 remediation="Check with `cauterize verify` that the key is dead; nothing is left to revoke if so.",
             ) from exc
-        name = str(found.get("name") or account.key_name())
+        name = str(found.get("name") or "")
+        if not name.endswith(f"/keys/{account.private_key_id}"):
+            raise ProviderRejected(
+                f"Google answered GET {account.key_name()} with something that is not that key",
+                remediation="Check the IAM endpoint (providers.google.base_url or a proxy in between), then rerun.",
+            )
         notes = []
         if found.get("disabled"):
             reason = f" ({found['disableReason']})" if found.get("disableReason") else ""
