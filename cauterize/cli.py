@@ -76,12 +76,20 @@ def key_source(key_env: str | None, key_file: Path | None, key_stdin: bool) -> s
 
 @runbook_app.command("validate")
 def runbook_validate(file: Path = typer.Argument(..., help="The runbook YAML file.")) -> None:
-    """Check a runbook; exit 2 with one line naming the field when it is invalid."""
+    """Check a runbook; exit 2 with one line naming the field when it is invalid. The check is static
+    (CI has no secrets): an env: or file: source that this environment cannot read is a note."""
+    import os
+
     from cauterize.runbook import load_runbook
 
     loaded = load_runbook(file)
     rb = loaded.runbook
     typer.echo(f"{file}: valid runbook '{rb.name}' ({rb.key.provider}, {len(rb.stores)} store(s))", err=True)
+    scheme, _, target = rb.key.source.partition(":")
+    if scheme == "env" and not os.environ.get(target):
+        typer.echo(f"note: key.source {rb.key.source} is not set here; `respond` refuses until it is", err=True)
+    elif scheme == "file" and not loaded.resolve(target).is_file():
+        typer.echo(f"note: key.source {rb.key.source} is not a file here; `respond` refuses until it is", err=True)
 
 
 @runbook_app.command("schema")

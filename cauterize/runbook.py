@@ -323,30 +323,38 @@ class LoadedRunbook(BaseModel):
         return str(self.resolve(value))
 
 
+_FILE_FIX = ("Point at a runbook file: YAML with version: 1, name, key (runbooks/ has examples; "
+             "`cauterize runbook schema` prints every field).")
+
+
 def load_runbook(path: str | Path) -> LoadedRunbook:
     """Read and validate a runbook file; every failure is one ``RunbookError`` line."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise RunbookError(f"runbook {path}: no such file") from None
+        raise RunbookError(f"runbook {path}: no such file", remediation=_FILE_FIX) from None
     except IsADirectoryError:
-        raise RunbookError(f"runbook {path}: is a directory, not a runbook file") from None
+        raise RunbookError(f"runbook {path}: is a directory, not a runbook file", remediation=_FILE_FIX) from None
     except OSError as exc:
-        raise RunbookError(f"runbook {path}: cannot be read ({exc.strerror})") from None
+        raise RunbookError(f"runbook {path}: cannot be read ({exc.strerror})", remediation=_FILE_FIX) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise RunbookError(f"runbook {path}: is not UTF-8 text") from None
+        raise RunbookError(f"runbook {path}: is not UTF-8 text", remediation=_FILE_FIX) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise RunbookError(f"runbook {path}: YAML syntax error{where}: {problem}") from None
+        if isinstance(exc, yaml.reader.ReaderError):  # a control character such as NUL: no problem_mark
+            where, problem = f" at byte {exc.position}", f"control character {exc.character!r} is not allowed"
+        else:
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RunbookError(f"runbook {path}: YAML syntax error{where}: {problem}",
+                           remediation="Fix the YAML at that position (a linter such as yamllint shows it).") from None
     if data is None:
-        raise RunbookError(f"runbook {path}: the file is empty")
+        raise RunbookError(f"runbook {path}: the file is empty", remediation=_FILE_FIX)
     if not isinstance(data, dict):
         raise RunbookError(f"runbook {path}: must be a YAML mapping with version, name, key, ...")
     try:
