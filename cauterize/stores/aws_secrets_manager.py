@@ -36,7 +36,7 @@ from botocore.config import Config
 
 from cauterize.errors import KeySourceError, StoreError
 from cauterize.secret import Secret
-from cauterize.stores.base import StoreWrite, register
+from cauterize.stores.base import StoreWrite, answers_checked, register
 
 IAM_ACTIONS = ("GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage", "DescribeSecret")
 _GRANT = (
@@ -51,7 +51,7 @@ _HINTS = {
     "ResourceExistsException": "Another writer created the secret at the same time: rerun.",
 }
 _RETRYABLE = {"ThrottlingException", "InternalServiceError", "InternalFailure", "ServiceUnavailable", "RequestTimeout"}
-_NETWORK = (boto.EndpointConnectionError, boto.ConnectTimeoutError, boto.ReadTimeoutError)
+_NETWORK = (boto.EndpointConnectionError, boto.ConnectTimeoutError, boto.ReadTimeoutError, boto.ConnectionClosedError)
 _BOTO_HINTS: dict[Any, str] = {
     boto.NoRegionError: "Set AWS_DEFAULT_REGION, or the store's region in the runbook.",
     boto.NoCredentialsError: "Provide AWS credentials the way boto3 finds them (AWS_PROFILE, AWS_ACCESS_KEY_ID, a role).",
@@ -69,6 +69,9 @@ def _translated(secret_id: str, operation: str) -> Iterator[None]:
     except boto.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         hint, retryable = _HINTS.get(code, _GRANT), code in _RETRYABLE
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code not in _HINTS and status in (429, 500, 502, 503, 504):  # throttled or down (a proxy's answer too)
+            hint, retryable = f"Secrets Manager (or a proxy in front of it) answered {status}: rerun in a minute.", True
         # A service's validation message may quote what it was sent: no chained cause for calls sending the key.
         cause = None if operation in ("PutSecretValue", "CreateSecret") else exc
         raise StoreError(f"{what} failed ({code})", remediation=hint, retryable=retryable) from cause
@@ -114,9 +117,11 @@ class AwsSecretsManagerStore:
     def describe(self) -> str:
         return f"{self._name} {self.field}" if self.field else self._name
 
+    @answers_checked
     def read(self) -> Secret | None:
         return None if (current := self._current()) is None else self._extract(current[1])
 
+    @answers_checked
     def write(self, value: Secret) -> StoreWrite:
         described = self._sm("describe_secret", missing_ok=True)
         if described is None:

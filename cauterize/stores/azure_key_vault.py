@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from azure.core import exceptions as az
+from azure.core.pipeline.policies import RetryPolicy
 from azure.keyvault.secrets import KeyVaultSecret, SecretClient
 
 from cauterize.errors import KeySourceError, StoreError
@@ -57,15 +58,27 @@ _HINTS = {
 _REACH = "Check that vault_url is reachable over HTTPS (and REQUESTS_CA_BUNDLE for a private CA), then rerun."
 
 
+MAX_RETRY_AFTER = 30.0  # seconds: a throttled vault is waited for, an absurd Retry-After is not
+
+
+class _CappedRetry(RetryPolicy):
+    """azure-core's retries, with each ``Retry-After`` wait capped like every other store's."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        wait = super().get_retry_after(response)
+        return None if wait is None else min(MAX_RETRY_AFTER, max(0.0, wait))
+
+
 def make_client(vault_url: str, credential: Any = None, **options: Any) -> SecretClient:
     """A SecretClient with timeouts and bounded retries; ``DefaultAzureCredential`` unless one is given."""
     if credential is None:
         from azure.identity import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
-    settings: dict[str, Any] = {"retry_total": 3, "retry_backoff_max": 30, "connection_timeout": 10,
-                                "read_timeout": 30}
-    return SecretClient(vault_url, credential, **(settings | options))
+    retry = {"retry_total": 3, "retry_backoff_max": 30} | {k: v for k, v in options.items() if k.startswith("retry_")}
+    settings = {"connection_timeout": 10, "read_timeout": 30} | {
+        k: v for k, v in options.items() if not k.startswith("retry_")}
+    return SecretClient(vault_url, credential, retry_policy=_CappedRetry(**retry), **settings)
 
 
 class _Api:

@@ -7,11 +7,12 @@ Nothing outside ``stores/`` names a store type.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from cauterize.errors import InputError
+from cauterize.errors import InputError, StoreError
 from cauterize.secret import Secret
 
 
@@ -38,6 +39,31 @@ class SecretStore(Protocol):
 
     def write(self, value: Secret) -> StoreWrite:
         """Make ``value`` the current version, with the store's native versioning."""
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+#: What a client library raises when a store's API answers 200 with something that is not its JSON
+#: (a proxy's page, a truncated body): botocore and hvac hand the body back half-parsed, the
+#: Kubernetes and Prefect clients raise json errors.
+_UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def answers_checked(method: _Method) -> _Method:
+    """A store's ``read``/``write`` whose API answered something unreadable ends in a StoreError
+    naming the store (no chained cause: a half-parsed body could hold anything)."""
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _UNREADABLE as exc:
+            raise StoreError(
+                f"{self.describe()}: {method.__name__} got an answer it cannot read ({type(exc).__name__})",
+                remediation="Check the store's endpoint (a proxy or gateway in between answering for it?), then rerun.",
+                retryable=True,
+            ) from None
+
+    return checked  # type: ignore[return-value]
 
 
 StoreFactory = Callable[[Any, Any], SecretStore]  # (store config model, LoadedRunbook) -> store

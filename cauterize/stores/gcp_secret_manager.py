@@ -43,10 +43,11 @@ from google.api_core.client_options import ClientOptions
 from google.auth import exceptions as auth_errors
 from google.cloud import secretmanager_v1 as sm
 from google.oauth2.credentials import Credentials
+from google.protobuf import json_format
 
 from cauterize.errors import KeySourceError, StoreError
 from cauterize.secret import Secret, scrub
-from cauterize.stores.base import StoreWrite, register
+from cauterize.stores.base import StoreWrite, answers_checked, register
 
 ENDPOINT_ENV = "CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER"
 TOKEN_ENV = "CLOUDSDK_AUTH_ACCESS_TOKEN"
@@ -139,6 +140,9 @@ class _Api:
                     continue
                 raise StoreError(f"{what}: {operation} failed ({type(exc).__name__})", remediation=_REACH,
                                  retryable=True) from None
+            except json_format.ParseError:  # a 200 that is not Secret Manager's JSON (a proxy's page?)
+                raise StoreError(f"{what}: {operation} got an answer it cannot read", remediation=_REACH,
+                                 retryable=True) from None
             except auth_errors.GoogleAuthError as exc:
                 raise StoreError(f"{what}: {operation} failed: the Google credentials were refused "
                                  f"({type(exc).__name__})", remediation=_CREDENTIALS) from None
@@ -165,10 +169,12 @@ class GcpSecretManagerStore:
     def describe(self) -> str:
         return f"gcp-secret-manager {self._parent}"
 
+    @answers_checked
     def read(self) -> Secret | None:
         current = _access(self._api, f"{self._parent}/versions/latest", self.describe())
         return None if current is None else current[1]
 
+    @answers_checked
     def write(self, value: Secret) -> StoreWrite:
         previous = _access(self._api, f"{self._parent}/versions/latest", self.describe())
         old = previous[1] if previous else None

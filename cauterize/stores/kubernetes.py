@@ -49,7 +49,7 @@ from urllib3.util.retry import Retry
 
 from cauterize.errors import InputError, KeySourceError, StoreError
 from cauterize.secret import Secret, scrub
-from cauterize.stores.base import StoreWrite, register
+from cauterize.stores.base import StoreWrite, answers_checked, register
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -113,10 +113,12 @@ class KubernetesStore:
     def describe(self) -> str:
         return f"kubernetes {self.namespace}/{self.secret} {self.key}"
 
+    @answers_checked
     def read(self) -> Secret | None:
         current = self.read_secret()
         return None if current is None else self._value_of(current)
 
+    @answers_checked
     def write(self, value: Secret) -> StoreWrite:
         encoded = base64.b64encode(value.reveal().encode()).decode()
         for attempt in range(1, ATTEMPTS + 1):

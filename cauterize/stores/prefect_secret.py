@@ -42,7 +42,7 @@ import httpx
 from cauterize.errors import KeySourceError, ProviderError, StoreError
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
 from cauterize.secret import Secret
-from cauterize.stores.base import StoreWrite, register
+from cauterize.stores.base import StoreWrite, answers_checked, register
 
 BLOCK_TYPE = "secret"
 _SETTINGS = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
@@ -78,10 +78,12 @@ class PrefectSecretStore:
     def describe(self) -> str:
         return f"prefect-secret {self.block}"
 
+    @answers_checked
     def read(self) -> Secret | None:
         document = self.get_document()
         return None if document is None else self._value_of(document)
 
+    @answers_checked
     def write(self, value: Secret) -> StoreWrite:
         before = self.get_document()
         if before is None:

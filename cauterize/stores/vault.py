@@ -34,7 +34,7 @@ from hvac import exceptions as hvac_errors
 
 from cauterize.errors import KeySourceError, StoreError
 from cauterize.secret import Secret, fingerprint_of
-from cauterize.stores.base import StoreWrite, register
+from cauterize.stores.base import StoreWrite, answers_checked, register
 
 _STATUS: dict[type[hvac_errors.VaultError], int] = {
     hvac_errors.InvalidRequest: 400,
@@ -131,9 +131,11 @@ class VaultKv2Store:
     def describe(self) -> str:
         return f"{self._where} {self.field}"
 
+    @answers_checked
     def read(self) -> Secret | None:
         return self._secret(self._data())
 
+    @answers_checked
     def write(self, value: Secret) -> StoreWrite:
         metadata = self._kv("read_secret_metadata", missing_ok=True)
         current: int = metadata["data"]["current_version"] if metadata else 0
