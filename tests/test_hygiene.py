@@ -66,6 +66,8 @@ def test_canary_keys_leak_nowhere_across_commands(tmp_path):
     try:
         runs = {
             "verify": _run(["verify", "--provider", "openai", "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY", "--json"], env),
+            "evidence": _run(["evidence", "--provider", "openai", "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY",
+                              "--since", "7d", "--bucket", "1h", "--json"], env),
             "locate": _run(["locate", "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY", "--git", str(world.clone),
                             "--path", str(world.root / "deploy"), "--json"], env),
             "stores scan": _run(["stores", "scan", str(world.runbook), "--key-env", "CAUTERIZE_SANDBOX_LEAKED_KEY"], env),
@@ -78,18 +80,28 @@ def test_canary_keys_leak_nowhere_across_commands(tmp_path):
         incident = json.loads(runs["respond"].stdout)
         directory = Path(incident["report"]["md"]).parent
         runs["report"] = _run(["report", str(directory), "--format", "html"], env)
+        # demo and drill build their own sandbox worlds; CAUTERIZE_SANDBOX_LEAKED_KEY makes the same
+        # canary their leaked (or drill) key
+        runs["demo"] = _run(["demo", "--workdir", str(tmp_path / "demo"), "--json"], env)
+        runs["drill"] = _run(["drill", "--sandbox", "--workdir", str(tmp_path / "drill"), "--json"], env)
     finally:
         sampler.stop.set()
         sampler.join()
         world.close()
     for name, done in runs.items():
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
-    new = (world.root / "deploy/.env").read_text().split('OPENAI_API_KEY="')[1].split('"')[0]
+    new_keys = [_stored(root / "deploy/.env") for root in (world.root, *_worlds(tmp_path / "demo"),
+                                                             *_worlds(tmp_path / "drill"))]
+    assert len(set(new_keys)) == 3 and leaked not in new_keys, "respond, demo and drill each minted a key"
     assert sampler.samples > 10 and sampler.hits == [], f"key on a command line: {sampler.hits}"
     outputs = "".join(done.stdout + done.stderr for done in runs.values()).encode()
-    searched = [tmp_path / "prefect", home, tmpdir, world.root / "incidents"]
+    # everything written but the stores and the sandbox repositories (the demo's canary test reads
+    # every git object after the purge; a drill purges nothing by design)
+    searched = [tmp_path / "prefect", home, tmpdir, world.root / "incidents",
+                *(tmp_path / run / part for run in ("demo", "drill") for part in (".prefect", "incidents"))]
+    assert all(root.is_dir() for root in searched), [str(root) for root in searched if not root.is_dir()]
     leaks = []
-    for key, label in ((leaked, "old"), (new, "new")):
+    for key, label in ((leaked, "old"), *((new, f"new {i}") for i, new in enumerate(new_keys))):
         forms = _forms(key)
         if any(form in outputs for form in forms):
             leaks.append(f"{label} key in a command's output")
@@ -99,7 +111,16 @@ def test_canary_keys_leak_nowhere_across_commands(tmp_path):
                     leaks.append(f"{label} key in {path}")
     assert leaks == []
     assert sum(1 for root in searched for p in root.rglob("*") if p.is_file()) > 5, "the search covered files"
-    for root in (world.root / "incidents", tmp_path / "prefect"):
+    for root in (world.root / "incidents", tmp_path / "prefect", *searched[4:]):
         for path in root.rglob("*"):
             mode = path.stat().st_mode & 0o777
             assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {oct(mode)}"
+
+
+def _worlds(root: Path) -> list[Path]:
+    """The sandbox world(s) a demo or drill built under ``root`` (where deploy/.env is)."""
+    return [env.parent.parent for env in root.rglob("deploy/.env")]
+
+
+def _stored(path: Path) -> str:
+    return path.read_text().split('OPENAI_API_KEY="')[1].split('"')[0]
