@@ -113,7 +113,7 @@ def test_decoys_are_not_flagged():
         "sk-ant-api03-" + rand(40) + "AA",
         "sk-ant-api03-" + rand(93, ALNUM + "_-") + "AAx",  # longer than the format
         "AIza" + rand(20),
-        rand(52) + "JQQJ9" + rand(27),
+        rand(52) + "JQQJ9x" + rand(26),  # the marker one character short (a random 9 would complete it)
         "see https://platform.openai.com/api-keys and docs for sk-proj- prefixes",
     ]
     assert kinds("\n".join(decoys)) == []

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from cauterize.errors import ProviderRejected
+from cauterize.errors import ProviderUnavailable
 from cauterize.providers.anthropic import AnthropicProvider
 from cauterize.providers.base import KeyIdentity, ProviderSettings
 from cauterize.providers.openai import OpenAIProvider
@@ -117,7 +117,7 @@ def test_the_replacement_carries_the_scopes_and_the_role(openai):
     assert again.scopes == carried.scopes
 
 
-def test_an_unrestricted_replacement_is_one_call_and_a_failed_scoped_key_leaves_no_account(openai):
+def test_an_unrestricted_replacement_is_one_call_and_a_refused_scoped_key_falls_back(openai):
     emulator, provider = openai
     project = emulator.add_project("prod")
     like = KeyIdentity("openai", "key_old", project, "service_account", "svc_acct_old")
@@ -125,11 +125,16 @@ def test_an_unrestricted_replacement_is_one_call_and_a_failed_scoped_key_leaves_
     assert emulator.keys[minted.identity.key_id].scopes == [] and minted.scopes == ()
     assert not emulator.calls("POST", "/v1/organization/projects/*/service_accounts/*/api_keys")
 
+    # the scoped-key endpoint refused: the keyless account goes, an unrestricted key is minted and says so
     emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts/*/api_keys", status=400, count=1)
-    with pytest.raises(ProviderRejected):
-        provider.mint(like, "scoped", CarriedScopes("openai", True, ("api.model.request",), project, role="member"))
+    minted = provider.mint(like, "scoped", CarriedScopes("openai", True, ("api.model.request",), project, role="member"))
+    assert minted.scopes == () and emulator.keys[minted.identity.key_id].scopes == []
     scoped = [sa for sa in emulator.service_accounts.values() if sa.name == "scoped"]
-    assert scoped and all(sa.deleted for sa in scoped)
+    assert len(scoped) == 2 and [sa.id for sa in scoped if not sa.deleted] == [minted.identity.owner_id]
+
+    emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts", status=500, count=10)
+    with pytest.raises(ProviderUnavailable):  # an outage is not a refusal: no fallback, the error stands
+        provider.mint(like, "down", CarriedScopes("openai", True, ("api.model.request",), project, role="member"))
 
 
 def test_anthropic_asks_for_the_replacement_in_the_same_workspace():
