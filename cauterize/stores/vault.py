@@ -24,7 +24,8 @@ the Vault CLI's environment. hvac and requests errors become ``StoreError`` in o
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -35,6 +36,11 @@ from hvac import exceptions as hvac_errors
 from cauterize.errors import KeySourceError, StoreError
 from cauterize.secret import Secret, fingerprint_of
 from cauterize.stores.base import StoreWrite, answers_checked, register
+
+ATTEMPTS = 3
+#: answers worth another attempt: throttled, down, or the connection broke
+_TRANSIENT = (hvac_errors.RateLimitExceeded, hvac_errors.InternalServerError, hvac_errors.BadGateway,
+              hvac_errors.VaultDown, requests.ConnectionError)
 
 _STATUS: dict[type[hvac_errors.VaultError], int] = {
     hvac_errors.InvalidRequest: 400,
@@ -79,6 +85,8 @@ def _translated(where: str, operation: str, hint: str, cas: int | None = None) -
             hint = "Check the mount and path: the mount must be a KV version 2 secrets engine."
         detail = f"HTTP {status}" if status else type(exc).__name__
         retryable = status is not None and status in (429, 500, 502, 503)
+        if retryable:
+            hint = f"Vault answered {status} (throttled or unavailable) after {ATTEMPTS} attempts: rerun in a minute."
         raise StoreError(
             f"{where}: {operation} failed ({detail}{': ' + reason if reason else ''})",
             remediation=hint,
@@ -93,21 +101,30 @@ def _translated(where: str, operation: str, hint: str, cas: int | None = None) -
 class _Api:
     """The KV v2 API of an hvac client, made on first use from the Vault environment (or injected)."""
 
-    def __init__(self, client: hvac.Client | None = None):
-        self._client = client
+    def __init__(self, client: hvac.Client | None = None, sleep: Callable[[float], None] = time.sleep):
+        self._client, self.sleep = client, sleep
 
     def call(self, operation: str, where: str, *, hint: str, missing_ok: bool = False, **params: Any) -> Any:
-        """One KV v2 call, e.g. ``call("read_secret_metadata", ...)``; None on 404 if ``missing_ok``."""
+        """One KV v2 call, e.g. ``call("read_secret_metadata", ...)``; None on 404 if ``missing_ok``.
+        hvac does not retry: a throttled call is retried here, and a read after a 5xx or a broken
+        connection (a write is not re-sent then: it may have been applied), ATTEMPTS times at most."""
         with _translated(where, operation, hint, params.get("cas")):
             if self._client is None:
                 namespace = os.environ.get("VAULT_NAMESPACE") or None
                 self._client = hvac.Client(url=os.environ.get("VAULT_ADDR"), namespace=namespace, timeout=15)
-            try:
-                return getattr(self._client.secrets.kv.v2, operation)(**params)
-            except hvac_errors.InvalidPath:
-                if missing_ok:
-                    return None
-                raise
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    return getattr(self._client.secrets.kv.v2, operation)(**params)
+                except hvac_errors.InvalidPath:
+                    if missing_ok:
+                        return None
+                    raise
+                except _TRANSIENT as exc:
+                    again = operation.startswith("read_") or isinstance(exc, hvac_errors.RateLimitExceeded)
+                    if attempt == ATTEMPTS or not again:
+                        raise
+                    self.sleep(2.0 ** (attempt - 1))
+            raise AssertionError("unreachable")  # pragma: no cover
 
 
 class VaultKv2Store:
@@ -121,10 +138,11 @@ class VaultKv2Store:
         destroy_old_versions: bool = False,
         *,
         client: hvac.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.mount, self.path, self.field = mount.strip("/"), path.strip("/"), field
         self.destroy_old_versions = destroy_old_versions
-        self._api = _Api(client)
+        self._api = _Api(client, sleep)
         self._where = f"vault-kv2 {self.mount}/{self.path}"
         self._hint = policy_hint(self.mount, self.path, destroy=destroy_old_versions)
 

@@ -179,10 +179,45 @@ def test_a_destroy_that_is_refused_keeps_the_write_and_reports_the_versions(vaul
 
 def test_an_unreachable_vault_is_a_retryable_store_error(vault_env, monkeypatch, kv_path, make_key):
     monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:9")  # discard: nothing listens
+    waits: list[float] = []
     with pytest.raises(StoreError) as caught:
-        VaultKv2Store("secret", kv_path, FIELD).write(Secret(make_key()))
+        VaultKv2Store("secret", kv_path, FIELD, sleep=waits.append).write(Secret(make_key()))
     assert "ConnectionError" in caught.value.message and "VAULT_ADDR" in caught.value.remediation
-    assert caught.value.retryable
+    assert caught.value.retryable and waits == [1.0, 2.0], "the metadata read was tried three times"
+
+
+def test_a_throttled_or_failing_vault_is_retried_but_a_write_is_never_resent(vault_env, monkeypatch, kv_path,
+                                                                              vault_client, make_key):
+    """A proxy in front of OpenBao answers the next N requests of a method itself (429 or 502), then forwards."""
+    import httpx
+
+    from cauterize.sandbox.server import serve
+
+    addr, _ = vault_env
+    failing = {"status": 429, "left": 2, "method": "GET", "seen": []}
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        failing["seen"].append(request.method)
+        if failing["left"] > 0 and request.method == failing["method"]:
+            failing["left"] -= 1
+            return httpx.Response(failing["status"], json={"errors": ["injected"]})
+        answer = httpx.request(request.method, addr + request.url.raw_path.decode(), headers=request.headers,
+                               content=request.content)
+        return httpx.Response(answer.status_code, content=answer.content, headers={"content-type": "application/json"})
+
+    old = make_key()
+    _put(vault_client, kv_path, {FIELD: old})
+    waits: list[float] = []
+    with serve(proxy) as app:
+        monkeypatch.setenv("VAULT_ADDR", app.url)
+        store = VaultKv2Store("secret", kv_path, FIELD, sleep=waits.append)
+        assert store.read() == Secret(old) and waits == [1.0, 2.0], "two 429s waited out, the third try read"
+        failing.update(status=502, left=3, method="POST", seen=[])
+        with pytest.raises(StoreError) as caught:
+            store.write(Secret(make_key()))
+    assert failing["seen"].count("POST") == 1, "a write that met a 502 may have been applied: never re-sent"
+    assert caught.value.retryable and "rerun in a minute" in caught.value.remediation
+    assert _version(vault_client, kv_path)[FIELD] == old
 
 
 def test_resolve_reference(vault_client, kv_path, make_key):
