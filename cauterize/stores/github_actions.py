@@ -41,6 +41,8 @@ from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
 from cauterize.secret import Secret
 from cauterize.stores.base import StoreWrite, register
 
+_UNAVAILABLE = "GitHub's API is throttling or unavailable: rerun in a minute (githubstatus.com says which)."
+
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -202,7 +204,7 @@ class GithubActionsStore:
                     **kwargs,
                 )
             except ProviderError as exc:
-                raise StoreError(exc.message, retryable=exc.retryable) from exc
+                raise StoreError(exc.message, remediation=_UNAVAILABLE, retryable=exc.retryable) from exc
             wait = _rate_limit_wait(response)
             if wait is None:
                 return response

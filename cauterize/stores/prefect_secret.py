@@ -44,6 +44,8 @@ from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
 from cauterize.secret import Secret
 from cauterize.stores.base import StoreWrite, answers_checked, register
 
+_UNAVAILABLE = "The Prefect API (PREFECT_API_URL) is throttling or unreachable: check the server, then rerun."
+
 BLOCK_TYPE = "secret"
 _SETTINGS = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 _CREDENTIALS = "Set PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server with basic auth)."
@@ -165,7 +167,7 @@ class PrefectSecretStore:
             options = {"policy": self.policy, "sleep": self.sleep, **kwargs}
             response = send(self.client, method, path, what=f"{self.describe()}: {what}", **options)
         except ProviderError as exc:
-            raise StoreError(exc.message, retryable=exc.retryable) from exc
+            raise StoreError(exc.message, remediation=_UNAVAILABLE, retryable=exc.retryable) from exc
         if response.status_code in (200, 201):
             return response.json()
         if response.status_code == 204 or (missing_ok and response.status_code == 404):
