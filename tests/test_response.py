@@ -182,3 +182,21 @@ def test_without_the_scoped_key_endpoint_the_replacement_is_unrestricted_and_sai
         "the keyless account of the refused attempt is gone"
     assert any("could not be given the revoked key's scopes" in a.text for a in incident.action_items)
     assert "could not be given the revoked key's scopes" in (directory / "postmortem.md").read_text()
+
+
+def test_a_provider_outage_at_revoke_fails_that_step_only_and_the_record_says_so(world):
+    """Every DELETE of the leaked key answers 503: revoke fails after bounded retries with a
+    remediation; the steps that do not need it still run; exit 3; nothing claims the key is dead."""
+    world.emulator.fail_next("DELETE", "/v1/organization/projects/*/api_keys/*", status=503, count=50)
+    directory = response.open_incident(world.runbook)
+    incident = _run_all(directory)
+    revoke = incident.steps["revoke"]
+    assert revoke.status == "failed" and "503" in revoke.error and revoke.remediation
+    assert 1 < len(world.emulator.calls("DELETE", "/v1/organization/projects/*/api_keys/*")) <= 6, "bounded retries"
+    assert {name: incident.steps[name].status for name in ("intake", "rotate", "redeploy", "locate", "evidence",
+                                                            "report")} == dict.fromkeys(
+        ("intake", "rotate", "redeploy", "locate", "evidence", "report"), "ok")
+    assert incident.exit_code() == 3 and not incident.complete and incident.revoked_at is None
+    assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
+    report = (directory / "postmortem.md").read_text()
+    assert "revoke (failed)" in report or "| revoke | failed |" in report
