@@ -50,7 +50,7 @@ class KeyRecord(BaseModel):
     source: str | None = None  # a reference (env:..., store:N), never the value
     liveness: str | None = None  # live | dead | unknown
     identity: dict[str, Any] | None = None
-    #: the old key: what limits its reach (scopes.CarriedScopes, read at intake before the revocation);
+    #: the old key: what limits its reach (scopes.CarriedScopes, read by the rotate step);
     #: the new key: the scopes it was given ([]: unrestricted), null where the provider has none
     scopes: dict[str, Any] | list[str] | None = None
 

@@ -273,11 +273,6 @@ def intake(ctx: Context, rec: StepRecord) -> None:
     rec.summary = f"{identity.key_id}{where}, owned by {identity.owner_type or 'unknown'}; {liveness.value}"
     for note in identity.notes:
         ctx.incident.log("intake", note)
-    # read before the revocation: deleting an OpenAI service account deletes its role with it
-    carried = carried_scopes(provider, identity)
-    ctx.incident.old_key.scopes = carried.to_dict()
-    for note in carried.notes:
-        ctx.incident.log("intake", note)
 
 
 def revoke(ctx: Context, rec: StepRecord) -> None:
@@ -346,7 +341,7 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     name = f"cauterize-{ctx.incident.id[:15].lower()}"
     ctx.incident.pending_mint = {"name": name, "started_at": utcnow().isoformat(), "like": identity.to_dict()}
     ctx.save()
-    carried = ctx.carried_scopes()
+    carried = _carried(ctx, provider, ctx.identity())
     try:
         minted = provider.mint(identity, name, carried)
     except ManualStepRequired as exc:
@@ -382,6 +377,21 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     rec.details["primary_store"] = write.store
     _note_lingering(ctx, "rotate", write)
     rec.summary = f"minted {minted.identity.key_id} ({minted.secret.fingerprint}), written to {write.store}"
+
+
+def _carried(ctx: Context, provider: Provider, identity: KeyIdentity | None) -> CarriedScopes | None:
+    """What limits the old key's reach, read once and kept in the record. Read here rather than at
+    intake so that containment never waits for it: after a revocation the audit log still says
+    (a deleted service account's role included); only with audit logging off is the role lost."""
+    if identity is None:
+        return None
+    if ctx.incident.old_key.scopes is None:
+        carried = carried_scopes(provider, identity)
+        ctx.incident.old_key.scopes = carried.to_dict()
+        for note in carried.notes:
+            ctx.incident.log("rotate", note)
+        ctx.save()
+    return ctx.carried_scopes()
 
 
 def _resume_rotation(ctx: Context, rec: StepRecord, primary, provider: Provider) -> bool:

@@ -1,8 +1,9 @@
 """Scope-preserving mint: what the replacement should carry over from the key it replaces.
 
 ``carried_scopes(provider, identity)`` reads, through the provider's admin client, what limits the
-revoked key's reach. Call it at intake, right after ``identify`` and before ``revoke``: revoking an
-OpenAI service-account key deletes the service account, and its role with it.
+revoked key's reach. The rotate step calls it (not intake: containment never waits for it). After
+a revocation the audit log still answers, a deleted service account's role included (its
+``service_account.created|updated`` events); only with audit logging off is the role lost.
 
 What the provider APIs allow (provider-apis.md, the OpenAI spec in shared/specs):
 
