@@ -10,35 +10,14 @@ T is ISO-8601 (``2026-03-01T12:00Z``, ``2026-03-01``; no zone means UTC) or a ti
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from cauterize.errors import InputError
-
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])(?:\s+ago)?$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_when(value: str, option: str, *, now: datetime | None = None) -> datetime:
-    """An ISO-8601 time or a time ago (``36h``, ``7d``...), as an aware UTC datetime."""
-    text = value.strip().lower()
-    now = now or datetime.now(UTC)
-    if text == "now":
-        return now
-    relative = _RELATIVE.match(text)
-    if relative:
-        return now - timedelta(**{_UNIT[relative.group(2)]: float(relative.group(1))})
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
-        raise InputError(
-            f"{option}: '{value}' is neither ISO-8601 (2026-03-01T12:00Z) nor a time ago like 36h, 7d or 90m"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+from cauterize.when import parse_when
 
 
 def evidence(

@@ -9,7 +9,7 @@ budget on its own key, and lists the runbooks that opted in to ``watch.auto_resp
 alerted (the ``key-watch`` deployment starts ``key-compromised`` for them; this command only says
 so: a person decides). See ``cauterize.watchlist``.
 
-T is ISO-8601 or a time ago (``24h``, ``7d``; see ``cauterize.cli_evidence.parse_when``); ``--since``
+T is ISO-8601 or a time ago (``24h``, ``7d``; see ``cauterize.when.parse_when``); ``--since``
 defaults to 24 hours ago, the span of a daily run. The admin credential comes from the provider's
 environment (``OPENAI_ADMIN_KEY``, ``ANTHROPIC_ADMIN_KEY``, ``*_BASE_URL``), or from ``--runbook``'s
 ``providers`` section, whose ``watch`` section also gives the monthly budget and the ``notify``
@@ -41,11 +41,11 @@ def watch(
     """Pull usage for every key, compare each with its own baseline, and flag anomalies and keys
     past 80% of the monthly budget."""
     from cauterize.cli import _emit_json
-    from cauterize.cli_evidence import parse_when
     from cauterize.errors import InputError, ProviderUnavailable
     from cauterize.providers.base import settings_for
     from cauterize.watch import notify
     from cauterize.watch import watch as run_watch
+    from cauterize.when import parse_when
 
     now = datetime.now(UTC)
     start = parse_when(since, "--since", now=now)

@@ -22,7 +22,6 @@ from cauterize.errors import CauterizeError, InputError
 from cauterize.logs import LOGGER, install_filter
 
 RUNBOOK_DIR_ENV = "CAUTERIZE_RUNBOOK_DIR"
-KEY_COMPROMISED = "key-compromised/key-compromised"
 
 
 @flow(name="key-watch", flow_run_name="key-watch", persist_result=False, log_prints=False)
@@ -53,6 +52,8 @@ def key_watch(
 def _start(runbook: Path, fingerprint: str | None, incidents_dir: str | None) -> dict:
     """key-compromised for ``runbook``: the deployment's run when there is one, else a subflow here."""
     from cauterize.flows.serving import start_deployment
+
+    from cauterize.cli_ops import KEY_COMPROMISED
 
     day = datetime.now(UTC).date().isoformat()
     try:

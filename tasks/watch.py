@@ -13,8 +13,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from cauterize.cli_evidence import parse_when
 from cauterize.watchlist import runbook_paths, watch_runbooks
+from cauterize.when import parse_when
 
 
 @task(name="watch-runbooks", cache_policy=NO_CACHE, persist_result=False)

@@ -5,117 +5,22 @@ time of the commit (or tag) that first exposed it."""
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
 import json
 import os
-import secrets
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from awkward_repo import T0, Awkward, build
 
 from cauterize.locate.findings import iso_utc
 from cauterize.locate.git import scan_repo
 from cauterize.secret import Secret
 
-T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 Row = dict[str, Any]
-
-
-def fake_key() -> str:
-    return "sk-proj-" + secrets.token_urlsafe(48)
-
-
-def git(repo: Path, *args: str, when: int | None = None, input: bytes | None = None) -> str:
-    env = {key: item for key, item in os.environ.items() if not key.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_AUTHOR_NAME="Dev",
-               GIT_AUTHOR_EMAIL="dev@example.invalid", GIT_COMMITTER_NAME="Dev",
-               GIT_COMMITTER_EMAIL="dev@example.invalid")
-    if when is not None:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"@{when} +0000"
-    done = subprocess.run(["git", *args], cwd=repo, env=env, input=input, capture_output=True, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode().strip()
-
-
-@dataclass
-class Awkward:
-    path: Path
-    value: str
-    decoy: str
-    commits: dict[str, str]
-
-
-def noisy(text: str) -> bytes:
-    return secrets.token_hex(300).encode() + b"\n" + text.encode() + b"\n" + secrets.token_hex(300).encode()
-
-
-def build(path: Path) -> Awkward:
-    value, decoy = fake_key(), fake_key()
-    decoy = value[:8] + decoy[8:]  # same prefix and length, other characters
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    c: dict[str, str] = {}
-
-    def commit(files: dict[str, bytes | str], message: str, when: int) -> str:
-        for name, content in files.items():
-            (path / name).parent.mkdir(parents=True, exist_ok=True)
-            (path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-            git(path, "add", name)
-        git(path, "commit", "-q", "--allow-empty", "-m", message, when=when)
-        return git(path, "rev-parse", "HEAD")
-
-    c["root"] = commit({"README.md": "# service\n"}, "initial", T0)
-    c["decoy"] = commit({"decoy.env": f"OPENAI_API_KEY={decoy}\n"}, f"rotate: new key {decoy}", T0 + 50)
-    # A file renamed, then removed.
-    c["added"] = commit({"config/settings.py": f"OPENAI_API_KEY = '{value}'\n"}, "settings", T0 + 100)
-    (path / "app").mkdir()
-    git(path, "mv", "config/settings.py", "app/settings.py")
-    c["renamed"] = commit({}, "move settings", T0 + 200)
-    git(path, "rm", "-q", "app/settings.py")
-    c["removed"] = commit({}, "remove settings", T0 + 300)
-    # A Kubernetes Secret: data is base64 of the key.
-    manifest = ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: openai\ntype: Opaque\ndata:\n"
-                f"  OPENAI_API_KEY: {base64.b64encode(value.encode()).decode()}\n")
-    c["k8s"] = commit({"deploy/secret.yaml": manifest}, "deploy secret", T0 + 400)
-    # A notebook whose output printed the key.
-    notebook = {"cells": [{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": ["print(key)"],
-                           "outputs": [{"output_type": "stream", "name": "stdout", "text": [value + "\n"]}]}],
-                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    c["notebook"] = commit({"notebooks/explore.ipynb": json.dumps(notebook, indent=1)}, "explore", T0 + 500)
-    # The key in a commit message.
-    c["message"] = commit({}, f"debug: prod works with {value}", T0 + 600)
-    # A branch never merged.
-    git(path, "checkout", "-q", "-b", "wip")
-    c["branch"] = commit({"wip.env": f"OPENAI_API_KEY={value}\n"}, "wip", T0 + 700)
-    git(path, "checkout", "-q", "main")
-    # An annotated tag whose message holds the key.
-    git(path, "tag", "-a", "v1.0", "-m", f"release; smoke-tested with {value}", when=T0 + 800)
-    # A gzip'd log and a zip archive (deflated: no raw copy in the blob).
-    c["gzip"] = commit({"logs/app.log.gz": gzip.compress(noisy(f"Authorization: Bearer {value}"))}, "logs",
-                       T0 + 900)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr("config/prod.env", noisy(f"OPENAI_API_KEY={value}"))
-    c["zip"] = commit({"dist/config.zip": archive.getvalue()}, "bundle", T0 + 1000)
-    # A git note on the current commit: its blob is reachable only from refs/notes/commits.
-    git(path, "notes", "add", "-m", f"ops: rotated from {value}", c["zip"], when=T0 + 1100)
-    c["notes"] = git(path, "rev-parse", "refs/notes/commits")
-    # A stash of a modified tracked file.
-    (path / "README.md").write_text(f"# service\nOPENAI_API_KEY={value}\n")
-    git(path, "stash", "push", "-q", "-m", "wip", when=T0 + 1200)
-    c["stash"] = git(path, "rev-parse", "refs/stash")
-    # Committed, then reset away: unreachable (the reflog does not count).
-    c["dangling"] = commit({"oops.env": f"OPENAI_API_KEY={value}\n"}, "oops", T0 + 1300)
-    git(path, "reset", "-q", "--hard", "HEAD~1")
-    return Awkward(path, value, decoy, c)
 
 
 @dataclass(frozen=True)
