@@ -318,7 +318,7 @@ def verify(
     notes: list[str] = []
     identity = None
     try:
-        state = client.check(key)
+        verdict = client.check(key)
         try:
             identity = client.identify(key)
             notes.extend(identity.notes)
@@ -332,14 +332,17 @@ def verify(
         "provider": provider,
         "fingerprint": key.fingerprint,
         "redacted": key.redacted,
-        "liveness": state.value,
+        "liveness": verdict.value,
+        "reason": verdict.reason,
         "identity": identity.to_dict() if identity else None,
         "notes": notes,
     }
     if as_json:
         _emit_json(document)
         return
-    typer.echo(state.value)
+    typer.echo(verdict.value)
+    if verdict.reason:
+        typer.echo(f"why: {verdict.reason}", err=True)
     if identity:
         typer.echo(f"identity: {_describe_identity(identity)}")
     for note in notes:
@@ -353,12 +356,19 @@ def revoke(
     key_file: Path | None = typer.Option(None, "--key-file", help=KEYSRC_HELP["key_file"]),
     key_stdin: bool = typer.Option(False, "--key-stdin", help=KEYSRC_HELP["key_stdin"]),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    confirm_timeout: str | None = typer.Option(
+        None, "--confirm-timeout", help="How long the revocation may take to propagate (90s, 5m; default: the provider's)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Revoke the key at the provider now and confirm that it is dead (exit 4 if it still answers)."""
+    """Revoke the key at the provider now and confirm that it is dead (exit 4 if it still answers
+    after the whole confirmation window)."""
     from cauterize.errors import KeyNotFound, ProviderUnavailable, StillLive
-    from cauterize.providers.base import Liveness, confirm_liveness
+    from cauterize.providers.base import Liveness, confirm_liveness, confirm_window
     from cauterize.secret import load_key
+    from cauterize.when import parse_duration
+
+    window = confirm_window(provider, parse_duration(confirm_timeout, "--confirm-timeout") if confirm_timeout else None)
 
     key = load_key(key_source(key_env, key_file, key_stdin))
     if not yes:
@@ -371,15 +381,19 @@ def revoke(
         try:
             identity = client.identify(key)
         except KeyNotFound:
-            if client.check(key) is not Liveness.DEAD:
+            if client.check(key).state is not Liveness.DEAD:
                 raise
             identity, action = None, "already-revoked"
         else:
             result = client.revoke(identity)
             action, action_items = result.action, list(result.action_items)
-        state = confirm_liveness(lambda: client.check(key), want=Liveness.DEAD)
+        confirmation = confirm_liveness(
+            lambda: client.check(key), want=Liveness.DEAD, window_s=window,
+            progress=lambda line: typer.echo(f"cauterize: {line}", err=True),
+        )
     finally:
         client.close()
+    state = confirmation.verdict.state
     document = {
         "provider": provider,
         "fingerprint": key.fingerprint,
@@ -387,18 +401,25 @@ def revoke(
         "identity": identity.to_dict() if identity else None,
         "action": action,
         "liveness": state.value,
+        "confirmation": confirmation.to_dict(),
         "action_items": action_items,
     }
     if as_json:
         _emit_json(document)
     else:
-        typer.echo(f"{action}: {_describe_identity(identity) if identity else key.fingerprint}; now {state.value}")
+        typer.echo(f"{action}: {_describe_identity(identity) if identity else key.fingerprint}; now {state.value}"
+                   + (f" (confirmed after {confirmation.seconds:.1f} s)" if confirmation.confirmed else ""))
         for item in action_items:
             typer.echo(f"action item: {item}", err=True)
     if state is Liveness.LIVE:
-        raise StillLive(f"{key.fingerprint} still answers after revocation")
+        raise StillLive(
+            f"{key.fingerprint} still answers after revocation, for the whole {window:.0f} s confirmation window"
+        )
     if state is Liveness.UNKNOWN:
-        raise ProviderUnavailable(f"revoked {key.fingerprint}, but the liveness check could not confirm it is dead")
+        raise ProviderUnavailable(
+            f"revoked {key.fingerprint}, but its death could not be confirmed within {window:.0f} s: "
+            f"{confirmation.verdict.reason or 'the liveness check failed'}"
+        )
 
 
 def _describe_identity(identity) -> str:

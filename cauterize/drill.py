@@ -112,7 +112,7 @@ def open_drill(runbook_path: str | Path, *, sandbox: bool = False, incidents_dir
         name = drilled.runbook.key.provider
         provider = get_provider(name, settings_for(name, drilled.runbook.providers.get(name), base_dir=drilled.base_dir))
         try:
-            dead = provider.check(key) is Liveness.DEAD
+            dead = provider.check(key).state is Liveness.DEAD
         finally:
             provider.close()
         if dead:

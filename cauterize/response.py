@@ -39,8 +39,11 @@ from cauterize.providers.base import (
     KeyIdentity,
     Liveness,
     MintedKey,
+    Confirmation,
     Provider,
+    Verdict,
     confirm_liveness,
+    confirm_window,
     get_provider,
     settings_for,
 )
@@ -61,8 +64,6 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "report": (),
 }
 
-CONFIRM_ATTEMPTS = 5
-CONFIRM_INTERVAL = 1.0
 
 
 @dataclass
@@ -99,6 +100,13 @@ class Context:
             )
             self._provider = get_provider(name, settings)
         return self._provider
+
+    def confirm_window(self) -> float:
+        """How long a revocation may take to propagate: the runbook's ``confirm_timeout``, else the provider's."""
+        from cauterize.when import parse_duration
+
+        value = getattr(self.runbook.providers.get(self.incident.provider), "confirm_timeout", None)
+        return confirm_window(self.incident.provider, None if value is None else parse_duration(value, "confirm_timeout"))
 
     def identity(self) -> KeyIdentity | None:
         data = self.incident.old_key.identity
@@ -259,18 +267,19 @@ def _summary(name: str, record: StepRecord) -> dict:
 def intake(ctx: Context, rec: StepRecord) -> None:
     key = ctx.old_key()
     provider = ctx.provider()
-    liveness = provider.check(key)
-    ctx.incident.old_key.liveness = liveness.value
+    verdict = provider.check(key)
+    ctx.incident.old_key.liveness = verdict.value
+    rec.details["liveness"] = {"state": verdict.value, "reason": verdict.reason}
     try:
         identity = provider.identify(key)
     except KeyNotFound:
-        if liveness is Liveness.DEAD:
+        if verdict.state is Liveness.DEAD:
             rec.summary = "the key is already dead and no longer listed: already revoked"
             return
         raise
     ctx.incident.old_key.identity = identity.to_dict()
     where = f" in {identity.project}" if identity.project else ""
-    rec.summary = f"{identity.key_id}{where}, owned by {identity.owner_type or 'unknown'}; {liveness.value}"
+    rec.summary = f"{identity.key_id}{where}, owned by {identity.owner_type or 'unknown'}; {verdict}"
     for note in identity.notes:
         ctx.incident.log("intake", note)
 
@@ -291,15 +300,26 @@ def revoke(ctx: Context, rec: StepRecord) -> None:
         rec.summary = f"{result.action}: {identity.key_id}"
         for item in result.action_items:
             ctx.incident.add_action("revoke", item)
-    state = _confirm(lambda: provider.check(key), want=Liveness.DEAD)
+    confirmation = _confirm(ctx, lambda: provider.check(key), want=Liveness.DEAD)
+    rec.details["confirmation"] = confirmation.to_dict()
+    ctx.incident.metrics["revoke_confirm_s"] = round(confirmation.seconds, 3)
+    state = confirmation.verdict.state
     ctx.incident.old_key.liveness = state.value
     if state is Liveness.LIVE:
         rec.details["still_live"] = True
-        raise StillLive(f"the old key {key.fingerprint} still answers after revocation")
+        raise StillLive(
+            f"the old key {key.fingerprint} still answers after revocation, for the whole "
+            f"{confirmation.window_s:.0f} s confirmation window ({confirmation.attempts} checks)"
+        )
     if state is Liveness.UNKNOWN:
-        raise ProviderUnavailable(f"could not confirm that {key.fingerprint} is dead: the liveness check failed")
+        rec.details.pop("still_live", None)
+        raise ProviderUnavailable(
+            f"could not confirm that {key.fingerprint} is dead within {confirmation.window_s:.0f} s: "
+            f"{confirmation.verdict.reason or 'the liveness check failed'}"
+        )
+    rec.details.pop("still_live", None)
     ctx.incident.revoked_at = ctx.incident.revoked_at or utcnow()
-    rec.summary += "; the provider now answers 401 for it"
+    rec.summary += f"; dead after {confirmation.seconds:.1f} s ({confirmation.verdict.reason})"
     _remember_fingerprint(ctx, key.fingerprint)
 
 
@@ -429,10 +449,14 @@ def _resume_rotation(ctx: Context, rec: StepRecord, primary, provider: Provider)
 
 
 def _confirm_new_key(ctx: Context, provider: Provider, secret: Secret) -> None:
-    state = _confirm(lambda: provider.check(secret), want=Liveness.LIVE)
-    ctx.incident.new_key.liveness = state.value
-    if state is not Liveness.LIVE:
-        raise ProviderUnavailable(f"the new key {secret.fingerprint} does not answer as live ({state.value})")
+    confirmation = _confirm(ctx, lambda: provider.check(secret), want=Liveness.LIVE)
+    ctx.incident.new_key.liveness = confirmation.verdict.value
+    ctx.incident.metrics["new_key_live_s"] = round(confirmation.seconds, 3)
+    if not confirmation.confirmed:
+        raise ProviderUnavailable(
+            f"the new key {secret.fingerprint} does not answer as live within {confirmation.window_s:.0f} s "
+            f"({confirmation.verdict})"
+        )
 
 
 #: How a person hands over a key the provider cannot mint by API (Anthropic, Cohere): the CLI sets a
@@ -456,9 +480,9 @@ def _minted_by_a_person(ctx: Context, provider: Provider, request: ManualStepReq
         raise request
     if supplied == ctx.old_key():
         raise InputError("the key supplied as the replacement is the leaked key itself")
-    state = provider.check(supplied)
-    if state is not Liveness.LIVE:
-        raise InputError(f"the key supplied as the replacement ({supplied.fingerprint}) is {state.value}, not live")
+    verdict = provider.check(supplied)
+    if verdict.state is not Liveness.LIVE:
+        raise InputError(f"the key supplied as the replacement ({supplied.fingerprint}) is {verdict}, not live")
     try:
         identity = provider.identify(supplied)
     except CauterizeError:
@@ -681,5 +705,8 @@ STEPS: dict[str, Callable[[Context, StepRecord], None]] = {
 }
 
 
-def _confirm(check: Callable[[], Liveness], *, want: Liveness) -> Liveness:
-    return confirm_liveness(check, want=want, attempts=CONFIRM_ATTEMPTS, interval=CONFIRM_INTERVAL)
+def _confirm(ctx: Context, check: Callable[[], Verdict], *, want: Liveness) -> Confirmation:
+    """Poll over the provider's confirmation window, with progress on the log (stderr in the CLI)."""
+    return confirm_liveness(
+        check, want=want, window_s=ctx.confirm_window(), progress=lambda line: LOGGER.info("confirm   %s", line)
+    )

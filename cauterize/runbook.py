@@ -66,6 +66,24 @@ class ProviderConfig(Strict):
     account: str | None = None  # Azure OpenAI resource name
     mint: Literal["service-account", "api", "manual"] = "service-account"
     revoke: Literal["default", "disable", "delete", "inactive", "archived"] = "default"
+    #: how long a revocation may take to propagate (90s, 5m...); default: the provider's (providers/base.py)
+    confirm_timeout: str | float | None = None
+
+    @field_validator("confirm_timeout")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        from cauterize.errors import InputError
+        from cauterize.when import parse_duration
+
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value, "confirm_timeout")
+        except InputError as exc:
+            raise ValueError(exc.message.removeprefix("confirm_timeout: ")) from None
+        if seconds > 3600:
+            raise ValueError("must be at most 1h: a containment that waits longer needs a person")
+        return value
 
     @field_validator("admin_key")
     @classmethod

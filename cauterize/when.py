@@ -30,3 +30,20 @@ def parse_when(value: str, option: str, *, now: datetime | None = None) -> datet
             f"{option}: '{value}' is neither ISO-8601 (2026-03-01T12:00Z) nor a time ago like 36h, 7d or 90m"
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
+
+
+def parse_duration(value: str | float | int, option: str) -> float:
+    """A length of time as people write it (``90s``, ``5m``, ``2h``, ``30d``, or plain seconds), in seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip().lower())
+        if not match:
+            raise InputError(f"{option}: '{value}' is not a duration like 90s, 5m, 2h or 30d")
+        seconds = timedelta(**{_UNIT[match.group(2) or "s"]: float(match.group(1))}).total_seconds()
+    if seconds < 0:
+        raise InputError(f"{option}: '{value}' is negative")
+    return seconds

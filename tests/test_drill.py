@@ -58,7 +58,7 @@ def test_cauterize_drill_sandbox_json_reports_contain_and_recover(tmp_path):
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    monkeypatch.setattr(response, "CONFIRM_INTERVAL", 0.01)
+    monkeypatch.setitem(CONFIRM_WINDOWS_S, "openai", 1.0)  # a failed confirmation gives up after 1 s
     built = build_world(tmp_path / "world")
     for name, value in built.env.items():
         monkeypatch.setenv(name, value)

@@ -4,6 +4,7 @@ import pytest
 
 from cauterize import incident as records
 from cauterize import response
+from cauterize.providers.base import CONFIRM_WINDOWS_S
 from cauterize.errors import AdminAuthError, StoreError
 from cauterize.sandbox.world import build_world
 from cauterize.secret import Secret
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    monkeypatch.setattr(response, "CONFIRM_INTERVAL", 0.01)
+    monkeypatch.setitem(CONFIRM_WINDOWS_S, "openai", 1.0)  # a failed confirmation gives up after 1 s
     built = build_world(tmp_path)
     for name, value in built.env.items():
         monkeypatch.setenv(name, value)

@@ -37,13 +37,13 @@ from cauterize.errors import (
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.providers.base import (
     KeyIdentity,
-    Liveness,
     MintedKey,
     ProviderSettings,
     RevokeResult,
     Usage,
     UsageBucket,
     register,
+    Verdict,
 )
 from cauterize.secret import Secret, scrub
 
@@ -268,7 +268,7 @@ class AnthropicProvider:
 
     # ---- check -----------------------------------------------------------------------------
 
-    def check(self, key: Secret) -> Liveness:
+    def check(self, key: Secret) -> Verdict:
         """``GET /v1/models`` with the key (an admin key: ``GET /v1/organizations/api_keys?limit=1``).
 
         200 is live; 401, 403 and 404 are dead (trufflehog reads 404 as disabled); a 400, a 429 or
@@ -286,11 +286,14 @@ class AnthropicProvider:
                 headers=_key_header(key),
                 params=params,
             )
-        except (RateLimited, ProviderUnavailable):
-            return Liveness.UNKNOWN
-        if response.status_code == 200:
-            return Liveness.LIVE
-        return Liveness.DEAD if response.status_code in (401, 403, 404) else Liveness.UNKNOWN
+        except (RateLimited, ProviderUnavailable) as exc:
+            return Verdict.unknown(exc.message)
+        status = response.status_code
+        if status == 200:
+            return Verdict.live(f"200 from GET /{path}")
+        if status in (401, 403, 404):
+            return Verdict.dead(f"{status} from GET /{path}", status)
+        return Verdict.unknown(f"{status} from GET /{path}", status)
 
     # ---- identify --------------------------------------------------------------------------
 

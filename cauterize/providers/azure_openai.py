@@ -51,13 +51,13 @@ from cauterize.errors import (
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.providers.base import (
     KeyIdentity,
-    Liveness,
     MintedKey,
     ProviderSettings,
     RevokeResult,
     Usage,
     UsageBucket,
     register,
+    Verdict,
 )
 from cauterize.secret import Secret, scrub
 
@@ -289,7 +289,7 @@ class AzureOpenAIProvider:
 
     # ---- check -----------------------------------------------------------------------------
 
-    def check(self, key: Secret) -> Liveness:
+    def check(self, key: Secret) -> Verdict:
         """``GET {endpoint}/openai/deployments`` with header ``api-key``: 200 live, 401 dead.
 
         A 403 is dead only when key authentication is off for the account (``AuthenticationTypeDisabled``);
@@ -305,11 +305,19 @@ class AzureOpenAIProvider:
                 params={"api-version": DATA_API_VERSION},
                 headers={"api-key": _header_value(key)},
             )
-        except (RateLimited, ProviderUnavailable):
-            return Liveness.UNKNOWN
-        if response.status_code == 403:
-            return Liveness.DEAD if provider_message(response)[0] == "AuthenticationTypeDisabled" else Liveness.UNKNOWN
-        return {200: Liveness.LIVE, 401: Liveness.DEAD}.get(response.status_code, Liveness.UNKNOWN)
+        except (RateLimited, ProviderUnavailable) as exc:
+            return Verdict.unknown(exc.message)
+        status = response.status_code
+        if status == 403:
+            code = provider_message(response)[0]
+            if code == "AuthenticationTypeDisabled":
+                return Verdict.dead(f"403 {code}", status)
+            return Verdict.unknown(f"403 {code}", status)
+        if status == 200:
+            return Verdict.live("200 from GET /openai/deployments")
+        if status == 401:
+            return Verdict.dead("401 from GET /openai/deployments", status)
+        return Verdict.unknown(f"{status} from GET /openai/deployments", status)
 
     def _data_client(self) -> httpx.Client:
         if not self._data_url:

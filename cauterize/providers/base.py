@@ -33,6 +33,37 @@ class Liveness(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """A liveness answer and why: ``state`` is dead only on the provider's documented
+    invalid-credential answer; ``reason`` names what was seen (``401 invalid_api_key``,
+    ``403 permission_error``, ``timeout``...), never a key value. ``status`` is the HTTP status,
+    when there was one."""
+
+    state: Liveness
+    reason: str = ""
+    status: int | None = None
+
+    @classmethod
+    def live(cls, reason: str = "", status: int | None = 200) -> Verdict:
+        return cls(Liveness.LIVE, reason, status)
+
+    @classmethod
+    def dead(cls, reason: str, status: int | None = None) -> Verdict:
+        return cls(Liveness.DEAD, reason, status)
+
+    @classmethod
+    def unknown(cls, reason: str, status: int | None = None) -> Verdict:
+        return cls(Liveness.UNKNOWN, reason, status)
+
+    @property
+    def value(self) -> str:
+        return self.state.value
+
+    def __str__(self) -> str:
+        return f"{self.state.value} ({self.reason})" if self.reason else self.state.value
+
+
+@dataclass(frozen=True)
 class KeyIdentity:
     """Who a key is at the provider. Public data only: never the value."""
 
@@ -103,6 +134,7 @@ class ProviderSettings:
     account: str | None = None
     mint: str = "service-account"
     revoke: str = "default"
+    confirm_timeout: float | None = None  # seconds; None: the provider's default window
     timeout: float = 10.0
     transport: httpx.BaseTransport | None = None  # the test seam: MockTransport or None for sockets
     extra: dict[str, Any] = field(default_factory=dict)
@@ -140,15 +172,23 @@ def settings_for(
         account=get("account"),
         mint=get("mint") or "service-account",
         revoke=get("revoke") or "default",
+        confirm_timeout=_seconds(get("confirm_timeout")),
         transport=transport,
     )
+
+
+def _seconds(value: Any) -> float | None:
+    from cauterize.when import parse_duration
+
+    return None if value is None else parse_duration(value, "confirm_timeout")
 
 
 class Provider(Protocol):
     name: ClassVar[str]
 
-    def check(self, key: Secret) -> Liveness:
-        """Ask the provider's data plane whether the key works."""
+    def check(self, key: Secret) -> Verdict:
+        """Ask the provider's data plane whether the key works: live, dead (only on the documented
+        invalid-credential answer) or unknown, with the reason."""
 
     def identify(self, key: Secret) -> KeyIdentity:
         """Find the key's id and owner through the admin API."""
@@ -215,18 +255,85 @@ def _load_builtins(only: str | None = None) -> None:
                     raise
 
 
+#: How long a revocation may take to propagate, by provider, when the runbook does not say
+#: (``providers.<name>.confirm_timeout``). Providers keep accepting a deleted key for seconds after
+#: the delete returns; IAM and ARM changes are eventually consistent over minutes.
+CONFIRM_WINDOWS_S: dict[str, float] = {
+    "openai": 90.0,
+    "anthropic": 90.0,
+    "cohere": 120.0,
+    "google": 300.0,
+    "azure-openai": 300.0,
+}
+DEFAULT_CONFIRM_WINDOW_S = 120.0
+#: first wait between two liveness checks; it doubles up to the cap
+CONFIRM_FIRST_WAIT_S, CONFIRM_MAX_WAIT_S = 0.5, 8.0
+
+
+def confirm_window(provider: str, configured: float | None = None) -> float:
+    """The confirmation window for ``provider``: the runbook's, else the provider's default."""
+    return configured if configured is not None else CONFIRM_WINDOWS_S.get(provider, DEFAULT_CONFIRM_WINDOW_S)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The outcome of polling a key until it answers as wanted, or the window runs out."""
+
+    verdict: Verdict  # the last answer
+    want: Liveness
+    seconds: float  # from the first check to the last answer
+    attempts: int
+    window_s: float
+
+    @property
+    def confirmed(self) -> bool:
+        return self.verdict.state is self.want
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "want": self.want.value,
+            "state": self.verdict.value,
+            "reason": self.verdict.reason,
+            "seconds": round(self.seconds, 3),
+            "attempts": self.attempts,
+            "window_s": self.window_s,
+        }
+
+
 def confirm_liveness(
-    check: Callable[[], Liveness], *, want: Liveness, attempts: int = 5, interval: float = 1.0
-) -> Liveness:
-    """Poll a liveness check until it answers ``want`` (revocations take a moment to propagate);
-    returns the last answer."""
+    check: Callable[[], Verdict],
+    *,
+    want: Liveness,
+    window_s: float,
+    progress: Callable[[str], None] | None = None,
+    first_wait: float = CONFIRM_FIRST_WAIT_S,
+    max_wait: float = CONFIRM_MAX_WAIT_S,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Confirmation:
+    """Poll ``check`` with backoff until it answers ``want`` or ``window_s`` has passed.
+
+    Revocations propagate: a provider may accept a deleted key for seconds (or, for IAM, minutes)
+    after the delete returned, so giving up early would call a correct revocation a failure. The
+    last check happens at the end of the window; ``progress`` hears one line per unconfirmed answer."""
     import time
 
-    state = Liveness.UNKNOWN
-    for attempt in range(attempts):
-        state = check()
-        if state is want:
-            return state
-        if attempt + 1 < attempts:
-            time.sleep(interval)
-    return state
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
+    start = clock()
+    deadline = start + max(window_s, 0.0)
+    wait, attempts = first_wait, 0
+    while True:
+        verdict = check()
+        attempts += 1
+        now = clock()
+        if verdict.state is want or now >= deadline:
+            return Confirmation(verdict, want, now - start, attempts, window_s)
+        pause = min(wait, max_wait, deadline - now)
+        if progress is not None:
+            progress(
+                f"not {want.value} yet after {now - start:.1f} s ({verdict}); checking again in {pause:.1f} s, "
+                f"for up to {window_s:.0f} s"
+            )
+        sleep(pause)
+        wait *= 2

@@ -27,7 +27,15 @@ from cauterize.errors import (
     RateLimited,
 )
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
-from cauterize.providers.base import KeyIdentity, Liveness, MintedKey, ProviderSettings, RevokeResult, Usage, register
+from cauterize.providers.base import (
+    KeyIdentity,
+    MintedKey,
+    ProviderSettings,
+    RevokeResult,
+    Usage,
+    Verdict,
+    register,
+)
 from cauterize.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -80,18 +88,23 @@ class CohereProvider:
 
     # ---- the protocol ----------------------------------------------------------------------
 
-    def check(self, key: Secret) -> Liveness:
+    def check(self, key: Secret) -> Verdict:
         """200 with ``valid: true`` live; 401 (or ``valid: false``) dead; anything else unknown."""
         try:
             response = self.check_api_key(key)
-        except (RateLimited, ProviderUnavailable):
-            return Liveness.UNKNOWN
-        if response.status_code == 401:
-            return Liveness.DEAD
-        if response.status_code != 200:
-            return Liveness.UNKNOWN
+        except (RateLimited, ProviderUnavailable) as exc:
+            return Verdict.unknown(exc.message)
+        status = response.status_code
+        if status == 401:
+            return Verdict.dead("401 from POST /v1/check-api-key", status)
+        if status != 200:
+            return Verdict.unknown(f"{status} from POST /v1/check-api-key", status)
         valid = _body(response).get("valid")
-        return {True: Liveness.LIVE, False: Liveness.DEAD}.get(valid, Liveness.UNKNOWN)
+        if valid is True:
+            return Verdict.live("check-api-key: valid")
+        if valid is False:
+            return Verdict.dead("check-api-key: valid false", status)
+        return Verdict.unknown("check-api-key answered without a valid field", status)
 
     def identify(self, key: Secret) -> KeyIdentity:
         """The organisation and owner ``check-api-key`` names; Cohere exposes no key id."""

@@ -45,13 +45,13 @@ from cauterize.errors import (
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.providers.base import (
     KeyIdentity,
-    Liveness,
     MintedKey,
     ProviderSettings,
     RevokeResult,
     Usage,
     UsageBucket,
     register,
+    Verdict,
 )
 from cauterize.providers.google_auth import (
     AdminAuth,
@@ -288,18 +288,18 @@ class GoogleProvider:
 
     # ---- check -----------------------------------------------------------------------------
 
-    def check(self, key: Secret) -> Liveness:
+    def check(self, key: Secret) -> Verdict:
         """Exchange a JWT signed with the key for an access token: a token live, ``invalid_grant`` dead."""
         account = ServiceAccountCredentials.parse(key)
         try:
             answer = self._exchange(account, f"Google liveness of {key.fingerprint}")
-        except (RateLimited, ProviderUnavailable):
-            return Liveness.UNKNOWN
+        except (RateLimited, ProviderUnavailable) as exc:
+            return Verdict.unknown(exc.message)
         if answer.access_token:
-            return Liveness.LIVE
+            return Verdict.live("the token endpoint issued an access token")
         if answer.error == "invalid_grant" and not _NOT_ABOUT_THE_KEY.search(answer.description):
-            return Liveness.DEAD
-        return Liveness.UNKNOWN
+            return Verdict.dead(f"invalid_grant: {answer.description}"[:200])
+        return Verdict.unknown(f"token endpoint: {answer.error or 'no token'} {answer.description}".strip()[:200])
 
     # ---- identify --------------------------------------------------------------------------
 

@@ -36,13 +36,13 @@ from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client,
 from cauterize.logs import LOGGER
 from cauterize.providers.base import (
     KeyIdentity,
-    Liveness,
     MintedKey,
     ProviderSettings,
     RevokeResult,
     Usage,
     UsageBucket,
     register,
+    Verdict,
 )
 from cauterize.secret import Secret, scrub
 
@@ -390,7 +390,7 @@ class OpenAIProvider:
 
     # ---- check -----------------------------------------------------------------------------
 
-    def check(self, key: Secret) -> Liveness:
+    def check(self, key: Secret) -> Verdict:
         """``GET /models`` with the key (an admin key: ``GET /organization/admin_api_keys``): 200 live, 401 dead,
         except a 401 "Missing scopes" (a restricted key without ``api.model.read``), which is live."""
         path, params = ("organization/admin_api_keys", {"limit": "1"}) if _kind(key) == "admin" else ("models", None)
@@ -405,11 +405,17 @@ class OpenAIProvider:
                 headers=_bearer(key),
                 params=params,
             )
-        except (RateLimited, ProviderUnavailable):
-            return Liveness.UNKNOWN
-        if response.status_code in (401, 403) and _lacks_scope(response):
-            return Liveness.LIVE  # a restricted key: it authenticated, it only may not list models
-        return {200: Liveness.LIVE, 401: Liveness.DEAD}.get(response.status_code, Liveness.UNKNOWN)
+        except (RateLimited, ProviderUnavailable) as exc:
+            return Verdict.unknown(exc.message)
+        status = response.status_code
+        if status in (401, 403) and _lacks_scope(response):
+            # a restricted key: it authenticated, it only may not list models
+            return Verdict.live(f"{status}: a restricted key without the scope of GET /{path}", status)
+        if status == 200:
+            return Verdict.live(f"200 from GET /{path}")
+        if status == 401:
+            return Verdict.dead(f"401: {provider_message(response)}", status)
+        return Verdict.unknown(f"{status} from GET /{path}: {provider_message(response)}", status)
 
     # ---- identify --------------------------------------------------------------------------
 

@@ -120,14 +120,14 @@ def test_identify_an_admin_key_points_at_the_console(provider):
 def test_revoke_deactivates_the_key_and_check_reads_dead(provider, emulator):
     key_id, value = emulator.add_key()
     leaked = Secret(value)
-    assert provider.check(leaked) is Liveness.LIVE
+    assert provider.check(leaked).state is Liveness.LIVE
 
     result = provider.revoke(provider.identify(leaked))
 
     assert result.action == "deactivated-key" and emulator.keys[key_id].status == "inactive"
     (item,) = result.action_items
     assert key_id in item and "archive" in item
-    assert provider.check(leaked) is Liveness.DEAD
+    assert provider.check(leaked).state is Liveness.DEAD
     (post,) = emulator.calls("POST", f"{KEYS}/{key_id}")
     assert json.loads(post.body) == {"status": "inactive"}
     assert provider.revoke(result.identity).action == "already-revoked"
@@ -143,7 +143,7 @@ def test_the_archived_policy_archives_even_an_inactive_key(make_provider, emulat
     assert provider.revoke(provider.identify(Secret(active))).action == "archived-key"
     assert provider.revoke(KeyIdentity("anthropic", inactive_id)).action == "archived-key"
     assert emulator.keys[active_id].status == emulator.keys[inactive_id].status == "archived"
-    assert provider.check(Secret(active)) is Liveness.DEAD
+    assert provider.check(Secret(active)).state is Liveness.DEAD
     assert provider.revoke(KeyIdentity("anthropic", active_id)).action == "already-revoked"
 
 
@@ -199,7 +199,7 @@ def test_a_rejected_admin_key_raises_admin_auth_error_without_the_key(make_provi
 def test_missing_admin_key_is_an_input_error_but_check_still_works(make_provider, emulator):
     _, value = emulator.add_key()
     provider = make_provider(admin_key=None)
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
     with pytest.raises(InputError, match="ANTHROPIC_ADMIN_KEY"):
         provider.identify(Secret(value))
 
@@ -211,9 +211,9 @@ def test_missing_admin_key_is_an_input_error_but_check_still_works(make_provider
 def test_check_is_unknown_when_anthropic_cannot_say(provider, emulator, sleeps, status, count, waits):
     _, value = emulator.add_key()
     emulator.fail_next("GET", "/v1/models", status=status, count=count)
-    assert provider.check(Secret(value)) is Liveness.UNKNOWN
+    assert provider.check(Secret(value)).state is Liveness.UNKNOWN
     assert len(sleeps) == waits
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
 
 
 def test_check_is_unknown_when_the_network_is_down(make_provider):
@@ -221,25 +221,25 @@ def test_check_is_unknown_when_the_network_is_down(make_provider):
         raise httpx.ConnectError("connection refused", request=request)
 
     provider = make_provider(transport=httpx.MockTransport(refuse))
-    assert provider.check(Secret(new_key_value())) is Liveness.UNKNOWN
+    assert provider.check(Secret(new_key_value())).state is Liveness.UNKNOWN
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_check_reads_401_403_and_404_as_dead(provider, emulator, status):
     _, value = emulator.add_key()
     emulator.fail_next("GET", "/v1/models", status=status)
-    assert provider.check(Secret(value)) is Liveness.DEAD
+    assert provider.check(Secret(value)).state is Liveness.DEAD
 
 
 def test_check_of_a_disabled_key_answering_404_is_dead(make_provider, emulator):
     emulator.dead_key_status = 404
     _, value = emulator.add_key(status="inactive")
-    assert make_provider().check(Secret(value)) is Liveness.DEAD
+    assert make_provider().check(Secret(value)).state is Liveness.DEAD
 
 
 def test_check_of_an_admin_key_uses_the_admin_api(provider, emulator, admin_key):
-    assert provider.check(Secret(admin_key)) is Liveness.LIVE
-    assert provider.check(Secret(new_key_value("admin01"))) is Liveness.DEAD
+    assert provider.check(Secret(admin_key)).state is Liveness.LIVE
+    assert provider.check(Secret(new_key_value("admin01"))).state is Liveness.DEAD
     assert all(call.params.get("limit") == "1" for call in emulator.calls("GET", KEYS))
     assert emulator.calls("GET", "/v1/models") == []
 
@@ -326,10 +326,10 @@ def test_the_whole_cycle_over_a_real_socket(emulator, admin_key, sleeps, clock):
             ProviderSettings(admin_key=Secret(admin_key), base_url=app.url), sleep=sleeps.append
         )
         try:
-            assert provider.check(leaked) is Liveness.LIVE
+            assert provider.check(leaked).state is Liveness.LIVE
             identity = provider.identify(leaked)
             assert provider.revoke(identity).action == "deactivated-key"
-            assert provider.check(leaked) is Liveness.DEAD
+            assert provider.check(leaked).state is Liveness.DEAD
             usage = provider.usage(identity, clock.now - timedelta(hours=2), clock.now, "1h")
             assert sum(b.output_tokens for b in usage.buckets) == 120 * 5
             with pytest.raises(ManualStepRequired):

@@ -138,13 +138,13 @@ def test_identify_skips_an_account_it_cannot_read_but_says_so(provider, emulator
 def test_revoke_regenerates_exactly_that_slot(provider, emulator, sub):
     key1, key2 = emulator.add_account(sub, "rg", "acct")
     leaked = Secret(key1)
-    assert provider.check(leaked) is Liveness.LIVE
+    assert provider.check(leaked).state is Liveness.LIVE
 
     result = provider.revoke(provider.identify(leaked))
 
     assert result.action == "regenerated-key"
-    assert provider.check(leaked) is Liveness.DEAD
-    assert provider.check(Secret(key2)) is Liveness.LIVE and emulator.accounts["acct"].key2 == key2
+    assert provider.check(leaked).state is Liveness.DEAD
+    assert provider.check(Secret(key2)).state is Liveness.LIVE and emulator.accounts["acct"].key2 == key2
     (regenerate,) = emulator.calls("POST", "*/regenerateKey")
     assert json.loads(regenerate.body) == {"keyName": "Key1"}
     (item,) = result.action_items
@@ -194,7 +194,7 @@ def test_a_sweep_that_can_read_no_account_reports_the_auth_error(make_provider, 
 def test_missing_token_is_an_input_error_but_check_still_works(make_provider, emulator, sub):
     key1, _ = emulator.add_account(sub, "rg", "acct")
     provider = make_provider(admin_key=None)
-    assert provider.check(Secret(key1)) is Liveness.LIVE
+    assert provider.check(Secret(key1)).state is Liveness.LIVE
     with pytest.raises(InputError, match="AZURE_MANAGEMENT_TOKEN"):
         provider.identify(Secret(key1))
 
@@ -210,7 +210,7 @@ def test_settings_fall_back_to_the_azure_environment(make_provider, emulator, to
     }
     provider = make_provider(environ=environ, admin_key=None, subscription=None, data_url=None)
     assert provider.identify(Secret(key1)).owner_id == "acct-env"
-    assert provider.check(Secret(key1)) is Liveness.LIVE
+    assert provider.check(Secret(key1)).state is Liveness.LIVE
     assert emulator.calls("GET", "/openai/deployments")[-1].url.startswith("https://acct-env.openai.azure.com/")
 
 
@@ -220,24 +220,24 @@ def test_check_asks_the_identified_account_when_no_endpoint_is_set(make_provider
     with pytest.raises(InputError, match="endpoint"):
         provider.check(Secret(key1))
     provider.identify(Secret(key1))
-    assert provider.check(Secret(key1)) is Liveness.LIVE
+    assert provider.check(Secret(key1)).state is Liveness.LIVE
     assert emulator.calls("GET", "/openai/deployments")[-1].url.startswith("https://found-it.openai.azure.com/")
 
 
 def test_check_is_unknown_on_500_and_never_reads_as_dead(provider, emulator, sub, sleeps):
     key1, _ = emulator.add_account(sub, "rg", "acct")
     emulator.fail_next("GET", "/openai/deployments", status=500, count=4)
-    assert provider.check(Secret(key1)) is Liveness.UNKNOWN
+    assert provider.check(Secret(key1)).state is Liveness.UNKNOWN
     assert len(sleeps) == 3
-    assert provider.check(Secret(key1)) is Liveness.LIVE
+    assert provider.check(Secret(key1)).state is Liveness.LIVE
 
 
 def test_check_403_is_dead_only_when_key_auth_is_off(provider, emulator, sub):
     key1, _ = emulator.add_account(sub, "rg", "acct")
     emulator.fail_next("GET", "/openai/deployments", status=403, message="Access denied due to Virtual Network rules.")
-    assert provider.check(Secret(key1)) is Liveness.UNKNOWN
+    assert provider.check(Secret(key1)).state is Liveness.UNKNOWN
     emulator.accounts["acct"].disable_local_auth = True
-    assert provider.check(Secret(key1)) is Liveness.DEAD
+    assert provider.check(Secret(key1)).state is Liveness.DEAD
 
 
 def test_check_is_unknown_when_the_network_is_down(make_provider):
@@ -245,7 +245,7 @@ def test_check_is_unknown_when_the_network_is_down(make_provider):
         raise httpx.ConnectError("connection refused", request=request)
 
     provider = make_provider(transport=httpx.MockTransport(refuse))
-    assert provider.check(Secret(new_key_value())) is Liveness.UNKNOWN
+    assert provider.check(Secret(new_key_value())).state is Liveness.UNKNOWN
 
 
 def test_mint_after_revoke_returns_the_regenerated_value(provider, emulator, sub):
@@ -258,7 +258,7 @@ def test_mint_after_revoke_returns_the_regenerated_value(provider, emulator, sub
     assert minted.secret.reveal() == emulator.accounts["acct"].key1
     assert len(emulator.requests) == calls_before  # nothing regenerated or listed again
     assert minted.identity.key_id == "Key1" and minted.identity.project == result.identity.project
-    assert provider.check(minted.secret) is Liveness.LIVE
+    assert provider.check(minted.secret).state is Liveness.LIVE
     assert minted.secret.reveal() not in repr(minted)
 
 
@@ -337,12 +337,12 @@ def test_the_whole_cycle_over_a_real_socket(emulator, token, sub, sleeps):
         settings = ProviderSettings(admin_key=Secret(token), base_url=app.url, data_url=app.url, subscription=sub)
         provider = AzureOpenAIProvider(settings, sleep=sleeps.append, environ={})
         try:
-            assert provider.check(leaked) is Liveness.LIVE
+            assert provider.check(leaked).state is Liveness.LIVE
             result = provider.revoke(provider.identify(leaked))
-            assert provider.check(leaked) is Liveness.DEAD
+            assert provider.check(leaked).state is Liveness.DEAD
             minted = provider.mint(result.identity, "replacement")
-            assert provider.check(minted.secret) is Liveness.LIVE
-            assert provider.check(Secret(emulator.accounts["leaky"].key1)) is Liveness.LIVE
+            assert provider.check(minted.secret).state is Liveness.LIVE
+            assert provider.check(Secret(emulator.accounts["leaky"].key1)).state is Liveness.LIVE
         finally:
             provider.close()
 

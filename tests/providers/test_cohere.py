@@ -48,36 +48,36 @@ def provider(make_provider) -> CohereProvider:
 
 def test_check_live_then_dead_once_a_person_revokes_it(provider, emulator):
     value = emulator.add_key()
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
     emulator.revoke_key(value)
-    assert provider.check(Secret(value)) is Liveness.DEAD
+    assert provider.check(Secret(value)).state is Liveness.DEAD
     (first, _) = emulator.calls("POST", ROUTE)
     assert first.headers["authorization"] == f"Bearer {value}"
 
 
 def test_check_of_a_key_cohere_never_issued_is_dead(provider):
-    assert provider.check(Secret(new_key_value())) is Liveness.DEAD
+    assert provider.check(Secret(new_key_value())).state is Liveness.DEAD
 
 
 def test_check_is_unknown_on_500_and_never_reads_as_dead(provider, emulator, sleeps):
     value = emulator.add_key()
     emulator.fail_next("POST", ROUTE, status=500, count=4)
-    assert provider.check(Secret(value)) is Liveness.UNKNOWN
+    assert provider.check(Secret(value)).state is Liveness.UNKNOWN
     assert len(sleeps) == 3
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
 
 
 def test_check_is_unknown_when_the_network_is_down(make_provider):
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    assert make_provider(transport=httpx.MockTransport(refuse)).check(Secret(new_key_value())) is Liveness.UNKNOWN
+    assert make_provider(transport=httpx.MockTransport(refuse)).check(Secret(new_key_value())).state is Liveness.UNKNOWN
 
 
 def test_a_429_is_retried_after_retry_after(provider, emulator, sleeps):
     value = emulator.add_key()
     emulator.fail_next("POST", ROUTE, status=429, retry_after=2)
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
     assert sleeps == [2.0] and len(emulator.calls("POST", ROUTE)) == 2
 
 
@@ -143,10 +143,10 @@ def test_live_then_dead_over_a_real_socket(emulator, sleeps):
     with serve(emulator) as app:
         provider = CohereProvider(ProviderSettings(base_url=app.url), sleep=sleeps.append)
         try:
-            assert provider.check(Secret(value)) is Liveness.LIVE
+            assert provider.check(Secret(value)).state is Liveness.LIVE
             assert provider.identify(Secret(value)).project == emulator.organization_id
             emulator.revoke_key(value)
-            assert provider.check(Secret(value)) is Liveness.DEAD
+            assert provider.check(Secret(value)).state is Liveness.DEAD
         finally:
             provider.close()
     assert sleeps == [1.0]

@@ -99,7 +99,7 @@ def test_identify_notes_a_disabled_key_and_raises_for_a_deleted_one(provider, go
 
 def test_check_revoke_check(provider, google, leaked):
     key_id, key = leaked
-    assert provider.check(key) is Liveness.LIVE
+    assert provider.check(key).state is Liveness.LIVE
 
     result = provider.revoke(provider.identify(key))
 
@@ -107,7 +107,7 @@ def test_check_revoke_check(provider, google, leaked):
     assert "access tokens issued with key" in result.action_items[0]
     assert [c.method for c in google.calls(path="/v1/*")] == ["GET", "POST", "DELETE"]
     assert google.calls("POST", "/v1/*")[0].path.endswith(f"/keys/{key_id}:disable")
-    assert provider.check(key) is Liveness.DEAD
+    assert provider.check(key).state is Liveness.DEAD
     assert not google.is_live(key.reveal())
 
 
@@ -119,7 +119,7 @@ def test_disable_only_policy(make_provider, google, leaked):
 
     assert result.action == "disabled-key" and "not deleted" in result.action_items[0]
     assert google.keys[key_id].disabled and not google.keys[key_id].deleted
-    assert not google.calls("DELETE") and provider.check(key) is Liveness.DEAD
+    assert not google.calls("DELETE") and provider.check(key).state is Liveness.DEAD
 
 
 def test_delete_only_policy(make_provider, google, leaked):
@@ -134,7 +134,7 @@ def test_an_already_revoked_key(provider, google, leaked):
     identity = provider.identify(key)
     google.keys[key_id].deleted = True  # e.g. Google's own leak detection got there first
     assert provider.revoke(identity).action == "already-revoked"
-    assert provider.check(key) is Liveness.DEAD
+    assert provider.check(key).state is Liveness.DEAD
 
 
 def test_a_key_deleted_between_disable_and_delete_is_already_revoked(provider, google, leaked):
@@ -150,7 +150,7 @@ def test_a_failed_delete_after_disable_leaves_an_action_item(provider, google, l
     google.fail_next("DELETE", "/v1/*", status=403)
     result = provider.revoke(identity)
     assert result.action == "disabled-key" and "delete it by hand" in result.action_items[0]
-    assert google.keys[key_id].disabled and provider.check(key) is Liveness.DEAD
+    assert google.keys[key_id].disabled and provider.check(key).state is Liveness.DEAD
 
 
 def test_a_429_on_disable_is_retried_after_retry_after(provider, google, leaked, sleeps):
@@ -207,7 +207,7 @@ def test_the_access_token_can_come_from_google_oauth_access_token(make_provider,
 def test_without_an_admin_credential_check_still_works(make_provider, leaked):
     _, key = leaked
     provider = make_provider(admin_key=None)
-    assert provider.check(key) is Liveness.LIVE
+    assert provider.check(key).state is Liveness.LIVE
     with pytest.raises(InputError, match="GOOGLE_ADMIN_KEY"):
         provider.identify(key)
 
@@ -215,9 +215,9 @@ def test_without_an_admin_credential_check_still_works(make_provider, leaked):
 def test_check_is_unknown_when_the_token_endpoint_keeps_failing(provider, google, leaked, sleeps):
     _, key = leaked
     google.fail_next("POST", "/token", status=500, count=4)
-    assert provider.check(key) is Liveness.UNKNOWN
+    assert provider.check(key).state is Liveness.UNKNOWN
     assert len(sleeps) == 3
-    assert provider.check(key) is Liveness.LIVE
+    assert provider.check(key).state is Liveness.LIVE
 
 
 def test_check_is_unknown_when_the_network_is_down(make_provider, leaked):
@@ -225,12 +225,12 @@ def test_check_is_unknown_when_the_network_is_down(make_provider, leaked):
         raise httpx.ConnectError("connection refused", request=request)
 
     provider = make_provider(transport=httpx.MockTransport(refuse))
-    assert provider.check(leaked[1]) is Liveness.UNKNOWN
+    assert provider.check(leaked[1]).state is Liveness.UNKNOWN
 
 
 def test_check_is_unknown_when_the_clocks_disagree(make_provider, leaked, clock):
     provider = make_provider(now=lambda: clock.now - timedelta(hours=3))  # Google: "a reasonable timeframe"
-    assert provider.check(leaked[1]) is Liveness.UNKNOWN
+    assert provider.check(leaked[1]).state is Liveness.UNKNOWN
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_mint_returns_a_live_key_with_a_new_id(provider, google, account, leaked
 
     assert minted.identity.key_id != key_id and minted.identity.key_id in google.keys
     assert (minted.identity.owner_id, minted.identity.project) == (account, PROJECT)
-    assert provider.check(minted.secret) is Liveness.LIVE and google.is_live(minted.secret.reveal())
+    assert provider.check(minted.secret).state is Liveness.LIVE and google.is_live(minted.secret.reveal())
     assert json.loads(minted.secret.reveal())["private_key_id"] == minted.identity.key_id
     assert minted.secret.reveal() not in repr(minted)
     (create,) = google.calls("POST", "/v1/*/keys")
@@ -349,12 +349,12 @@ def test_the_whole_cycle_over_a_real_socket(google, account, leaked, sleeps, clo
         )
         provider = GoogleProvider(settings, sleep=sleeps.append, now=clock, environ={})
         try:
-            assert provider.check(key) is Liveness.LIVE
+            assert provider.check(key).state is Liveness.LIVE
             identity = provider.identify(key)
             assert provider.revoke(identity).action == "deleted-key"
-            assert provider.check(key) is Liveness.DEAD
+            assert provider.check(key).state is Liveness.DEAD
             minted = provider.mint(identity, "replacement")
-            assert provider.check(minted.secret) is Liveness.LIVE and minted.identity.key_id != key_id
+            assert provider.check(minted.secret).state is Liveness.LIVE and minted.identity.key_id != key_id
             usage = provider.usage(identity, clock.now - timedelta(hours=2), clock.now, "1h")
             assert sum(b.requests for b in usage.buckets) >= 120
         finally:

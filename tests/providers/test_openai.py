@@ -83,12 +83,12 @@ def test_revoke_user_key_makes_it_dead(provider, emulator):
     project = emulator.add_project("prod")
     key_id, value = emulator.add_user_key(project)
     leaked = Secret(value)
-    assert provider.check(leaked) is Liveness.LIVE
+    assert provider.check(leaked).state is Liveness.LIVE
 
     result = provider.revoke(provider.identify(leaked))
 
     assert result.action == "deleted-key" and result.action_items == ()
-    assert provider.check(leaked) is Liveness.DEAD
+    assert provider.check(leaked).state is Liveness.DEAD
     assert [e["api_key.deleted"]["id"] for e in emulator.audit_events] == [key_id]
     assert provider.revoke(result.identity).action == "already-revoked"
 
@@ -154,7 +154,7 @@ def test_a_rejected_admin_key_raises_admin_auth_error_without_the_key(make_provi
 def test_missing_admin_key_is_an_input_error_but_check_still_works(make_provider, emulator):
     _, value = emulator.add_user_key(emulator.add_project("prod"))
     provider = make_provider(admin_key=None)
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
     with pytest.raises(InputError, match="OPENAI_ADMIN_KEY"):
         provider.identify(Secret(value))
 
@@ -162,9 +162,9 @@ def test_missing_admin_key_is_an_input_error_but_check_still_works(make_provider
 def test_check_is_unknown_when_openai_keeps_failing(provider, emulator, sleeps):
     _, value = emulator.add_user_key(emulator.add_project("prod"))
     emulator.fail_next("GET", "/models", status=500, count=4)
-    assert provider.check(Secret(value)) is Liveness.UNKNOWN
+    assert provider.check(Secret(value)).state is Liveness.UNKNOWN
     assert len(sleeps) == 3
-    assert provider.check(Secret(value)) is Liveness.LIVE
+    assert provider.check(Secret(value)).state is Liveness.LIVE
 
 
 def test_check_is_unknown_when_the_network_is_down(make_provider):
@@ -172,12 +172,12 @@ def test_check_is_unknown_when_the_network_is_down(make_provider):
         raise httpx.ConnectError("connection refused", request=request)
 
     provider = make_provider(transport=httpx.MockTransport(refuse))
-    assert provider.check(Secret(new_key_value("proj"))) is Liveness.UNKNOWN
+    assert provider.check(Secret(new_key_value("proj"))).state is Liveness.UNKNOWN
 
 
 def test_check_of_an_admin_key_uses_the_admin_api(provider, emulator, admin_key):
-    assert provider.check(Secret(admin_key)) is Liveness.LIVE
-    assert provider.check(Secret(new_key_value("admin"))) is Liveness.DEAD
+    assert provider.check(Secret(admin_key)).state is Liveness.LIVE
+    assert provider.check(Secret(new_key_value("admin"))).state is Liveness.DEAD
 
 
 def test_admin_key_identify_and_revoke(provider, emulator):
@@ -185,7 +185,7 @@ def test_admin_key_identify_and_revoke(provider, emulator):
     identity = provider.identify(leaked)
     assert (identity.owner_type, identity.name, identity.project) == ("admin", "leaked in ci", None)
     assert provider.revoke(identity).action == "deleted-admin-key"
-    assert provider.check(leaked) is Liveness.DEAD
+    assert provider.check(leaked).state is Liveness.DEAD
 
 
 def test_mint_returns_a_live_service_account_key(provider, emulator):
@@ -195,7 +195,7 @@ def test_mint_returns_a_live_service_account_key(provider, emulator):
 
     minted = provider.mint(like, "cauterize-replacement")
 
-    assert provider.check(minted.secret) is Liveness.LIVE
+    assert provider.check(minted.secret).state is Liveness.LIVE
     assert minted.secret.reveal().startswith("sk-svcacct-")
     sa = emulator.service_accounts[minted.identity.owner_id]
     assert (sa.name, sa.project_id) == ("cauterize-replacement", project)
@@ -265,12 +265,12 @@ def test_the_whole_cycle_over_a_real_socket(emulator, admin_key, sleeps):
         settings = ProviderSettings(admin_key=Secret(admin_key), base_url=app.url + "/v1")
         provider = OpenAIProvider(settings, sleep=sleeps.append)
         try:
-            assert provider.check(leaked) is Liveness.LIVE
+            assert provider.check(leaked).state is Liveness.LIVE
             result = provider.revoke(provider.identify(leaked))
             assert result.action == "deleted-key"
-            assert provider.check(leaked) is Liveness.DEAD
+            assert provider.check(leaked).state is Liveness.DEAD
             minted = provider.mint(result.identity, "replacement")
-            assert provider.check(minted.secret) is Liveness.LIVE
+            assert provider.check(minted.secret).state is Liveness.LIVE
         finally:
             provider.close()
 
