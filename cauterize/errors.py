@@ -6,6 +6,7 @@
     │   └── KeySourceError         a key source reference cannot be read
     ├── ProviderError              a provider API call failed
     │   ├── AdminAuthError         the admin credential was rejected (401/403)
+    │   │   └── MissingPermission  it is valid but lacks a scope/permission this call needs (403)
     │   ├── RateLimited            429 after every retry
     │   ├── ProviderUnavailable    5xx, timeout or connection failure after every retry
     │   ├── KeyNotFound            the leaked key could not be matched to a key id
@@ -72,6 +73,19 @@ class ProviderError(CauterizeError):
 
 class AdminAuthError(ProviderError):
     remediation = "Check the admin key variable named in the runbook: it must be an admin key of this organisation."
+
+
+class MissingPermission(AdminAuthError):
+    """The admin credential is valid but restricted: this call needs a scope or permission it lacks
+    (OpenAI ``Missing scopes: api.usage.read``, Anthropic ``permission_error``, Google
+    ``PERMISSION_DENIED``, Azure ``AuthorizationFailed``). Outside containment it is a limitation of
+    the step that needed it, not a failed response. ``permission`` names what is missing, when known."""
+
+    remediation = "Grant the admin credential the permission named above (`cauterize permissions RUNBOOK` lists them)."
+
+    def __init__(self, message: str, *, permission: str | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.permission = permission
 
 
 class RateLimited(ProviderError):
