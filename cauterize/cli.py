@@ -60,7 +60,11 @@ def _emit_json(document: object) -> None:
 
 
 def key_source(key_env: str | None, key_file: Path | None, key_stdin: bool) -> str:
-    """The one KEYSRC option given, as a source reference."""
+    """The one KEYSRC option given, as a source reference. A key given where the variable's NAME or
+    the file's PATH belongs is refused without echoing it."""
+    from cauterize.providers.formats import fits
+    from cauterize.secret import looks_like_a_value
+
     given = [ref for ref in (
         f"env:{key_env}" if key_env else None,
         f"file:{key_file}" if key_file else None,
@@ -68,6 +72,10 @@ def key_source(key_env: str | None, key_file: Path | None, key_stdin: bool) -> s
     ) if ref]
     if len(given) != 1:
         raise KeySourceError("give exactly one of --key-env VAR, --key-file PATH, --key-stdin")
+    if key_env and (looks_like_a_value(key_env) or fits(key_env)):
+        raise KeySourceError("--key-env takes the NAME of the variable that holds the key, not the key itself")
+    if key_file and not key_file.exists() and (looks_like_a_value(str(key_file)) or fits(str(key_file))):
+        raise KeySourceError("--key-file takes the PATH of a file that holds the key, not the key itself")
     return given[0]
 
 
@@ -157,7 +165,7 @@ def respond(
             raise InputError("respond revokes and rewrites for real: pass --yes (or --dry-run) when not on a terminal")
         typer.confirm(f"Revoke and rotate the key of runbook '{loaded.runbook.name}' now?", abort=True, err=True)
     if sys.stdin.isatty():
-        response.set_manual_input(_ask_for_key)
+        response.set_manual_input(lambda instructions: _ask_for_key(instructions, loaded.runbook.key.provider))
     if not dry_run and loaded.runbook.policy.order == "revoke-first":
         # Contain before Prefect starts (its start-up costs seconds): intake and revoke run here,
         # in process; the flow then resumes the same incident and finds both steps done.
@@ -171,14 +179,25 @@ def respond(
     raise typer.Exit(incident.exit_code())
 
 
-def _ask_for_key(instructions: str):
-    """The hidden terminal prompt for a key a person created by hand (empty answer: later)."""
-    from cauterize.secret import Secret
+def _ask_for_key(instructions: str, provider: str | None = None):
+    """The hidden terminal prompt for a key a person created by hand (empty answer: later). The answer
+    goes through the key-source parser and, with a provider, its key-format check; a bad paste is
+    refused (without echoing it) and asked again."""
+    from cauterize.providers.formats import check_key, expected, fits
+    from cauterize.secret import parse_key_text
 
     typer.echo(instructions, err=True)
-    value = typer.prompt("Paste the new key (input hidden; empty to stop here)", hide_input=True,
-                         default="", show_default=False, err=True)
-    return Secret(value) if value.strip() else None
+    for _ in range(3):
+        value = typer.prompt("Paste the new key (input hidden; empty to stop here)", hide_input=True,
+                             default="", show_default=False, err=True)
+        if not value.strip():
+            return None
+        try:
+            key = parse_key_text(value, "the pasted key", fits=fits, expected=expected(provider))
+            return check_key(key, provider, "the pasted key") if provider else key
+        except KeySourceError as exc:
+            typer.echo(f"cauterize: {exc.message}", err=True)
+    return None
 
 
 @app.command()
@@ -211,9 +230,9 @@ def locate(
     import tempfile
 
     from cauterize.locate.sources import search
-    from cauterize.secret import load_key
+    from cauterize.providers.formats import load_leaked_key
 
-    key = load_key(key_source(key_env, key_file, key_stdin))
+    key = load_leaked_key(key_source(key_env, key_file, key_stdin), None)
     sources = ([("git", g) for g in git] + [("path", str(p)) for p in path] + [("s3", u) for u in s3]
                + [("github-actions", r) for r in github_actions])
     if not sources:
@@ -265,12 +284,12 @@ def stores_scan(
 ) -> None:
     """Which secrets hold the leaked key: the runbook's stores, every secret of the AWS region and
     the Vault mount they (or AWS_*/VAULT_ADDR) point at. Exit 3 if a sweep failed."""
+    from cauterize.providers.formats import load_leaked_key
     from cauterize.runbook import load_runbook
-    from cauterize.secret import load_key
     from cauterize.stores.discover import discover
 
     loaded = load_runbook(runbook) if runbook else None
-    key = load_key(key_source(key_env, key_file, key_stdin))
+    key = load_leaked_key(key_source(key_env, key_file, key_stdin), None)
     result = discover(key, loaded)
     if as_json:
         _emit_json(result.to_dict())
@@ -311,9 +330,9 @@ def verify(
 ) -> None:
     """Is the key live? Prints live, dead or unknown, and the identity found at the provider."""
     from cauterize.errors import KeyNotFound
-    from cauterize.secret import load_key
+    from cauterize.providers.formats import load_leaked_key
 
-    key = load_key(key_source(key_env, key_file, key_stdin))
+    key = load_leaked_key(key_source(key_env, key_file, key_stdin), provider)
     client = _provider_for(provider)
     notes: list[str] = []
     identity = None
@@ -365,12 +384,12 @@ def revoke(
     after the whole confirmation window)."""
     from cauterize.errors import KeyNotFound, ProviderUnavailable, StillLive
     from cauterize.providers.base import Liveness, confirm_liveness, confirm_window
-    from cauterize.secret import load_key
+    from cauterize.providers.formats import load_leaked_key
     from cauterize.when import parse_duration
 
     window = confirm_window(provider, parse_duration(confirm_timeout, "--confirm-timeout") if confirm_timeout else None)
 
-    key = load_key(key_source(key_env, key_file, key_stdin))
+    key = load_leaked_key(key_source(key_env, key_file, key_stdin), provider)
     if not yes:
         if key_stdin or not sys.stdin.isatty():
             raise InputError("revoke acts at once and cannot be undone: pass --yes when not on a terminal")

@@ -37,7 +37,7 @@ def evidence(
     from cauterize.cli import _emit_json, key_source
     from cauterize.evidence import BUCKETS, evidence_for, price_of
     from cauterize.providers.base import get_provider, settings_for
-    from cauterize.secret import load_key
+    from cauterize.providers.formats import load_leaked_key
 
     now = datetime.now(UTC)
     start = parse_when(since, "--since", now=now)
@@ -54,7 +54,7 @@ def evidence(
                 raise InputError(f"there is no price table for {provider}")
         except InputError as exc:
             raise InputError(f"--model: {exc.message}") from None
-    key = load_key(key_source(key_env, key_file, key_stdin))
+    key = load_leaked_key(key_source(key_env, key_file, key_stdin), provider)
     client = get_provider(provider, settings_for(provider))
     try:
         identity = client.identify(key)

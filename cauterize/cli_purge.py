@@ -45,9 +45,10 @@ def purge(
     from cauterize.locate.gitcmd import display_name, private_dir
     from cauterize.logs import progress_to_stderr
     from cauterize.purge import PurgeResult, purge_repo, remote_of
-    from cauterize.secret import assert_clean, load_key, scrub
+    from cauterize.providers.formats import load_leaked_key
+    from cauterize.secret import assert_clean, scrub
 
-    key = load_key(key_source(key_env, key_file, key_stdin))
+    key = load_leaked_key(key_source(key_env, key_file, key_stdin), None)
     remotes = [(given, remote_of(given)) for given in repo]
     if push and not yes:
         if key_stdin or not sys.stdin.isatty():

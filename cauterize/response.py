@@ -47,6 +47,7 @@ from cauterize.providers.base import (
     get_provider,
     settings_for,
 )
+from cauterize.providers.formats import load_leaked_key
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.scopes import CarriedScopes, carried_scopes
 from cauterize.secret import KeySource, Secret
@@ -84,13 +85,13 @@ class Context:
     @staticmethod
     def check_key_source(loaded: LoadedRunbook) -> str:
         """Read the leaked key once to fail fast on a bad source; returns its fingerprint."""
-        return KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir).fingerprint
+        return load_leaked_key(loaded.runbook.key.source, loaded.runbook.key.provider, base_dir=loaded.base_dir).fingerprint
 
     def save(self) -> None:
         records.save(self.incident, self.directory)
 
     def old_key(self) -> Secret:
-        return KeySource.parse(self.runbook.key.source).load(base_dir=self.loaded.base_dir)
+        return load_leaked_key(self.runbook.key.source, self.runbook.key.provider, base_dir=self.loaded.base_dir)
 
     def provider(self) -> Provider:
         if self._provider is None:
@@ -149,7 +150,7 @@ def open_incident(
     """Validate the runbook and the key source, then create the incident (or find the unfinished
     one of the same runbook and key, to resume it). Nothing is done at any provider or store."""
     loaded = load_runbook(runbook_path)
-    key = KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir)
+    key = load_leaked_key(loaded.runbook.key.source, loaded.runbook.key.provider, base_dir=loaded.base_dir)
     root = Path(incidents_dir) if incidents_dir else loaded.resolve(loaded.runbook.report.dir)
     store = IncidentStore(root)
     existing = store.find_open(loaded.runbook.name, key.fingerprint)

@@ -13,8 +13,10 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -202,20 +204,33 @@ class KeySource:
             )
         if scheme != "stdin" and not target:
             raise KeySourceError(f"key source {scheme}: names nothing after the colon")
+        if scheme == "env" and looks_like_a_value(target):
+            raise KeySourceError("key source env: takes the NAME of the variable that holds the key, not the key itself")
         return cls(scheme, target)
 
     def __str__(self) -> str:
         return f"{self.scheme}:{self.target}"
 
-    def load(self, *, stdin: IO[str] | None = None, base_dir: Path | None = None) -> Secret:
-        """Read the key. ``vault:``/``aws-sm:``/``prefect-secret:`` are resolved by the stores layer."""
+    def load(
+        self,
+        *,
+        stdin: IO[str] | None = None,
+        base_dir: Path | None = None,
+        fits: Callable[[str], bool] | None = None,
+        expected: str | None = None,
+    ) -> Secret:
+        """Read the source and parse it with ``parse_key_text`` (``fits`` and ``expected`` pick the key
+        line of a .env). ``vault:``/``aws-sm:``/``prefect-secret:`` are resolved by the stores layer."""
+        return parse_key_text(self._read(stdin, base_dir), str(self), fits=fits, expected=expected)
+
+    def _read(self, stdin: IO[str] | None, base_dir: Path | None) -> str:
         if self.scheme == "env":
             value = os.environ.get(self.target)
             if value is None:
                 raise KeySourceError(f"key source env:{self.target}: the variable is not set")
             if not value.strip():
                 raise KeySourceError(f"key source env:{self.target}: the variable is empty")
-            return Secret(value)
+            return value
         if self.scheme == "file":
             path = Path(self.target).expanduser()
             if base_dir is not None and not path.is_absolute():
@@ -223,6 +238,10 @@ class KeySource:
             try:
                 data = path.read_text(encoding="utf-8")
             except FileNotFoundError:
+                if "/" not in self.target and looks_like_a_value(self.target):
+                    raise KeySourceError(
+                        "key source file: takes the PATH of a file that holds the key, not the key itself"
+                    ) from None
                 raise KeySourceError(f"key source file:{self.target}: no such file") from None
             except IsADirectoryError:
                 raise KeySourceError(f"key source file:{self.target}: is a directory") from None
@@ -230,25 +249,138 @@ class KeySource:
                 raise KeySourceError(f"key source file:{self.target}: cannot be read ({type(exc).__name__})") from None
             if not data.strip():
                 raise KeySourceError(f"key source file:{self.target}: the file is empty")
-            return Secret(data)
+            return data
         if self.scheme == "stdin":
             stream = stdin if stdin is not None else sys.stdin
-            data = stream.readline()
+            # a person at a terminal pastes one line; a pipe may carry a whole file (.env, JSON)
+            data = stream.readline() if stream.isatty() else stream.read()
             if not data.strip():
                 raise KeySourceError("key source stdin: nothing was read from standard input")
-            return Secret(data)
+            return data
         from cauterize.stores import load_secret_reference
 
-        return load_secret_reference(self)
+        return load_secret_reference(self).reveal()
+
+
+# -- the one key-source parser ---------------------------------------------------------------------
+
+_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)")
+_PLAIN_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    name: str | None  # the NAME of a NAME=value line
+    value: str
+
+    def label(self) -> str:
+        """``line 3 (OPENAI_API_KEY)``; a name is shown only when it is plainly a variable name."""
+        shown = self.name and _PLAIN_NAME.fullmatch(self.name) and not looks_like_a_value(self.name)
+        return f"line {self.number} ({self.name})" if shown else f"line {self.number}"
+
+
+def parse_key_text(
+    text: str,
+    where: str,
+    *,
+    fits: Callable[[str], bool] | None = None,
+    expected: str | None = None,
+) -> Secret:
+    """The key in the text of a key source (DESIGN.md section 3): a bare key, or one ``NAME=value`` /
+    ``export NAME=value`` line with the value optionally in single or double quotes (a ``# comment``
+    may follow); surrounding whitespace, CR and a UTF-8 BOM are stripped, blank and ``#`` lines
+    ignored. A JSON document (a Google service-account key file) is a key as a whole. In a source of
+    several lines (a whole .env), the one line whose value ``fits`` the key shapes is the key; several
+    such lines are refused, never picked among. Errors name ``where``, never any part of the value."""
+    text = text.strip().lstrip("\ufeff").strip()
+    if not text:
+        raise KeySourceError(f"key source {where} is empty")
+    if text.startswith("{"):
+        return Secret(text)
+    lines = []
+    for number, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        line = raw.strip().lstrip("\ufeff").strip()
+        if line and not line.startswith("#"):
+            lines.append(_parse_line(line, number, where))
+    if not lines:
+        raise KeySourceError(f"key source {where} holds no key: only blank or comment lines")
+    if len(lines) == 1:
+        line = lines[0]
+        if not line.value:
+            raise KeySourceError(f"key source {where}: {line.label()} assigns an empty value")
+        return Secret(line.value)
+    return Secret(_pick(lines, where, fits or _looks_like_a_credential, expected or "a key").value)
+
+
+def _parse_line(line: str, number: int, where: str) -> _Line:
+    """One non-blank, non-comment line: ``NAME=value`` or a bare value, either optionally quoted."""
+    match = _ASSIGNMENT.fullmatch(line)
+    if match is None or match.group(2).startswith("="):  # ``abc==``: base64 padding, not an assignment
+        return _Line(number, None, _unquoted(line, _Line(number, None, ""), where))
+    name, rest = match.groups()
+    if rest[:1] not in ("'", '"'):
+        return _Line(number, name, re.split(r"[ \t]+#", rest, maxsplit=1)[0].strip())
+    return _Line(number, name, _unquoted(rest, _Line(number, name, ""), where))
+
+
+def _unquoted(text: str, line: _Line, where: str) -> str:
+    """``'value'`` or ``"value"`` (a ``# comment`` may follow) without its quotes; anything else as is."""
+    if text[:1] not in ("'", '"'):
+        return text
+    end = text.find(text[0], 1)
+    after = text[end + 1:].strip() if end > 0 else ""
+    if end < 0 or (after and not after.startswith("#")):
+        problem = "its quote does not close" if end < 0 else "something follows its closing quote"
+        kind = "a NAME=value line" if line.name else "a quoted value"
+        raise KeySourceError(f"key source {where}: {line.label()} looks like {kind} that could not be parsed ({problem})")
+    return text[1:end].strip()
+
+
+def _pick(lines: list[_Line], where: str, fits: Callable[[str], bool], expected: str) -> _Line:
+    """The one key line of a multi-line source (a .env), or an error saying how many there are."""
+    bare = [line for line in lines if line.name is None and not fits(line.value)]
+    if bare:
+        raise KeySourceError(
+            f"key source {where} holds more than one line and {bare[0].label()} is not a NAME=value line: "
+            "give one key, or a .env file with one key"
+        )
+    keys = [line for line in lines if line.value and fits(line.value)]
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise KeySourceError(f"key source {where} holds {len(lines)} lines and none is {expected}")
+    raise KeySourceError(
+        f"key source {where} holds {len(keys)} lines that look like keys "
+        f"({', '.join(line.label() for line in keys)}): give a source that holds only the one key"
+    )
+
+
+def _looks_like_a_credential(value: str) -> bool:
+    """Without key shapes to go by (admin credentials, webhook URLs): a long value with no whitespace."""
+    return len(value) >= 16 and not any(ch.isspace() for ch in value)
+
+
+def looks_like_a_value(text: str) -> bool:
+    """Whether ``text``, given where a NAME or PATH belongs, looks like a key or a NAME=value line
+    instead (so it must not be echoed): quotes, ``=`` or whitespace; or a long random-looking token."""
+    if any(ch in text for ch in "=\"'{") or any(ch.isspace() for ch in text):
+        return True
+    if re.fullmatch(r"[0-9a-fA-F]{32,}", text):
+        return True
+    if re.fullmatch(r"[A-Za-z0-9_-]{20,}", text) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        return True  # a variable name has no '-' and does not start with a digit
+    return len(text) >= 32 and all(any(test(ch) for ch in text) for test in (str.isupper, str.islower, str.isdigit))
 
 
 def _describe(reference: str) -> str:
-    """Name a bad reference without echoing it whole: it might be the key itself, pasted by mistake."""
-    if len(reference) > 24 or reference.startswith("sk-"):
-        return f"'{redact(reference)}'"
+    """Name a bad reference without echoing it: it might be the key itself, pasted by mistake."""
+    if len(reference) > 24 or looks_like_a_value(reference):
+        return "(not shown: it may be the key itself)"
     return f"'{reference}'"
 
 
 def load_key(reference: str, **kwargs) -> Secret:
-    """Parse a key source reference and read the key."""
+    """Parse a key source reference and read the key (no format check: see
+    ``cauterize.providers.formats.load_leaked_key`` for the leaked key of a known provider)."""
     return KeySource.parse(reference).load(**kwargs)

@@ -8,6 +8,15 @@ import pytest
 
 
 def generate_key(prefix: str = "sk-proj-", length: int = 48) -> str:
+    """A fresh fake key of the real shape for a provider prefix (sk-proj-, sk-svcacct-, sk-admin-,
+    sk-ant-api03-, sk-ant-admin01-: the emulators' generators); other prefixes get random text."""
+    from cauterize.sandbox import anthropic, openai
+
+    for kind in ("proj", "svcacct", "admin"):
+        if prefix == f"sk-{kind}-":
+            return openai.new_key_value(kind)
+    if prefix.startswith("sk-ant-"):
+        return anthropic.new_key_value(prefix[len("sk-ant-"):-1])
     return prefix + secrets.token_urlsafe(length)
 
 
