@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from cauterize import incident as records
-from cauterize.errors import CauterizeError, InputError
+from cauterize.errors import InputError
 from cauterize.incident import IncidentStore, write_private
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.secret import KeySource, assert_clean
@@ -134,37 +134,27 @@ def open_drill(runbook_path: str | Path, *, sandbox: bool = False, incidents_dir
 
 
 def verify(incident_dir: str | Path) -> dict[str, Any]:
-    """Does the new key work everywhere? Every store read back, the new key live, the old one dead."""
+    """Does the new key work everywhere? Every store read back, the new key live, the old one dead
+    (``verification.observe``, the same look at the world that ends every response)."""
     from cauterize import response
     from cauterize.providers.base import Liveness
+    from cauterize.verification import observe
 
     directory = Path(incident_dir)
     incident = records.load(directory)
     ctx = response.Context(load_runbook(incident.runbook_path), incident, directory)
-    result: dict[str, Any] = {"stores": [], "new_key": None, "old_key": None, "ok": False}
     try:
-        new = incident.new_key.fingerprint if incident.new_key else None
-        value = None
-        for store in ctx.stores():
-            try:
-                current = store.read()
-            except CauterizeError as exc:
-                result["stores"].append({"store": store.describe(), "holds_new_key": False, "note": exc.message})
-                continue
-            if current is None and getattr(store, "write_only", False):
-                result["stores"].append({"store": store.describe(), "holds_new_key": None, "note": "write-only"})
-                continue
-            holds = current is not None and current.fingerprint == new
-            value = current if holds else value
-            result["stores"].append({"store": store.describe(), "holds_new_key": holds})
-        provider = ctx.provider()
-        result["new_key"] = provider.check(value).value if value is not None else None
-        result["old_key"] = provider.check(ctx.old_key()).value
+        seen = observe(ctx)
     finally:
         ctx.close()
+    result: dict[str, Any] = {
+        "stores": [{k: v for k, v in store.items() if k != "primary"} for store in seen["stores"]],
+        "new_key": (seen["new_key"] or {}).get("state"),
+        "old_key": seen["old_key"]["state"],
+    }
     result["ok"] = (
         bool(result["stores"])
-        and all(store["holds_new_key"] is not False for store in result["stores"])
+        and all(store["holds_new_key"] is not False and not store.get("unreadable") for store in result["stores"])
         and result["new_key"] == Liveness.LIVE.value
         and result["old_key"] == Liveness.DEAD.value
     )

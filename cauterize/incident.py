@@ -89,7 +89,10 @@ class Incident(BaseModel):
     action_items: list[ActionItem] = []
     events: list[Event] = []
     report: dict[str, str] = {}
-    metrics: dict[str, float] = {}  # time_to_contain_s, time_to_recover_s, ...
+    metrics: dict[str, float] = {}  # time_to_contain_s, time_to_recover_s, revoke_confirm_s, ...
+    #: what the world said at the end of the last run (verification.py): the old key's verdict, each
+    #: store's key, the new key's verdict, ``contained``, ``recovered`` and the steps it reopened
+    verification: dict[str, Any] | None = None
 
     # -- helpers used by the steps -------------------------------------------------------
     def log(self, step: str | None, message: str) -> None:
@@ -106,11 +109,21 @@ class Incident(BaseModel):
     def complete(self) -> bool:
         return all(record.status in ("ok", "skipped") for record in self.steps.values())
 
+    @property
+    def verified(self) -> bool:
+        """The world agreed at the end: the old key answered dead and the new key (where one was
+        minted) is live in every store. A dry run changed nothing and needs no verification."""
+        if self.dry_run:
+            return True
+        result = self.verification or {}
+        return bool(result.get("contained")) and result.get("recovered") is not False and not result.get("reopened")
+
     def exit_code(self) -> int:
-        """0 done; 4 the old key still answers after revoke; 3 a step failed or waits."""
+        """0 done and verified; 4 the old key still answers after revoke; 3 a step failed or waits,
+        or the end verification could not confirm the outcome."""
         if self.steps["revoke"].details.get("still_live"):
             return 4
-        return 0 if self.complete else 3
+        return 0 if self.complete and self.verified else 3
 
 
 class IncidentStore:

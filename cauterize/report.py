@@ -184,7 +184,8 @@ def facts(incident: Incident) -> dict[str, Any]:
     return {
         "ident": {key: ident.get(key) for key in ("key_id", "project", "owner_type", "owner_id", "name")},
         "notes": list(ident.get("notes") or []),
-        "status": "dry run" if incident.dry_run else ("contained" if incident.complete else "incomplete"),
+        "status": "dry run" if incident.dry_run else ("contained" if incident.complete and incident.verified else "incomplete"),
+        "verification": _verification(incident),
         "open_steps": open_steps,
         "evidence": evidence,
         "findings": findings,
@@ -203,6 +204,22 @@ def facts(incident: Incident) -> dict[str, Any]:
         "actions": _actions(incident, repos, ident, open_steps),
         **_reach(incident),
     }
+
+
+def _verification(incident: Incident) -> str | None:
+    """One sentence on what the world said at the end (verification.py), or None before it."""
+    from cauterize.verification import summary
+
+    result = incident.verification
+    if incident.dry_run or not result:
+        return None
+    when = _format(_time(result.get("at")), "%Y-%m-%d %H:%M:%S UTC")
+    sentence = f"Verified at {when}: {summary(result)}."
+    if result.get("why"):
+        sentence += f" The world disagreed with the record ({'; '.join(result['why'])})."
+    if not result.get("contained"):
+        sentence += " The old key was not confirmed dead: treat the leak as live."
+    return sentence
 
 
 def _reach(incident: Incident) -> dict[str, str | None]:

@@ -235,7 +235,7 @@ def run_step(
     ctx = Context(load_runbook(incident.runbook_path), incident, directory, transport, inputs)
     try:
         with records.step(incident, directory, name) as rec:
-            rec.details = {}
+            rec.details = {"reopened": True} if rec.details.get("reopened") else {}
             STEPS[name](ctx, rec)
     finally:
         ctx.close()
@@ -687,8 +687,13 @@ def evidence(ctx: Context, rec: StepRecord) -> None:
 
 
 def report(ctx: Context, rec: StepRecord) -> None:
+    """Render the post-mortem from the verified record: when no verification followed the last
+    step (an orchestrator that did not call ``verification.verify_outcome``), verify here first."""
     from cauterize.report import write_reports
+    from cauterize.verification import stale, verify
 
+    if not ctx.incident.dry_run and stale(ctx.incident):
+        verify(ctx)
     rec.status, rec.ended_at = "ok", utcnow()
     rec.summary = "postmortem.md and postmortem.html"
     ctx.incident.report = write_reports(ctx.incident, ctx.directory)

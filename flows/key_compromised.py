@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cauterize.flows.key_compromised_pause import PAUSE_TIMEOUT_S, settle
 from cauterize.tasks.report import announce
-from cauterize.tasks.steps import locate_sources, open_incident, response_step, scan_source
+from cauterize.tasks.steps import locate_sources, open_incident, response_step, scan_source, verify_outcome
 from prefect import flow, unmapped
 
 from cauterize import incident as records
@@ -29,6 +29,10 @@ def key_compromised(
     incident_dir = open_incident(runbook, mode, dry_run, incidents_dir)
     announce(incident_dir, "start")
     for step in response.order_of(incident_dir):
+        if step == "report":
+            # Verified at the end, whatever the record says: steps the world contradicts run again.
+            for again in verify_outcome(incident_dir):
+                response_step(again, incident_dir, return_state=True)
         if step == "locate" and response.needs_run("locate", incident_dir):
             # Sources are searched concurrently (the task runner's limit: the runbook's
             # locate.concurrency, or a Dask cluster); only the step that records them writes.

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from cauterize.tasks.report import announce, note, render_report
-from cauterize.tasks.steps import response_step
+from cauterize.tasks.report import announce, note
+from cauterize.tasks.steps import response_step, verify_outcome
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
@@ -132,9 +132,11 @@ def settle(incident_dir: str, *, timeout_s: int = PAUSE_TIMEOUT_S) -> bool:
         changed = True
     if changed:
         for step in response.order_of(incident_dir):
-            if response.needs_run(step, incident_dir):
+            if step != "report" and response.needs_run(step, incident_dir):
                 response_step(step, incident_dir, return_state=True)
-        render_report(incident_dir)
+        for again in verify_outcome(incident_dir):  # the world wins over the record
+            response_step(again, incident_dir, return_state=True)
+        response_step("report", incident_dir, return_state=True)
     return changed
 
 

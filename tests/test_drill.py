@@ -16,6 +16,7 @@ import pytest
 from cauterize import drill, response
 from cauterize import incident as records
 from cauterize.errors import InputError
+from cauterize.providers.base import CONFIRM_WINDOWS_S
 from cauterize.incident import Incident, KeyRecord, utcnow
 from cauterize.runbook import load_runbook
 from cauterize.sandbox.world import build_world

@@ -62,6 +62,17 @@ def full_incident(secret: Secret, replacement: Secret) -> Incident:
         clock += timedelta(seconds=30)
     incident.steps["redeploy"].details["stores"] = [{"store": "vault secret/openai", "fingerprint": replacement.fingerprint,
                                                      "version": 7}]
+    return verified(incident, at=clock)
+
+
+def verified(incident: Incident, *, at=None, old="dead") -> Incident:
+    """The end verification as verification.py records it: the old key's verdict, the stores, the new key."""
+    incident.verification = {
+        "at": (at or utcnow()).isoformat(), "old_key": {"state": old, "reason": "401 invalid_api_key"},
+        "stores": [{"store": "vault secret/openai", "primary": True, "holds_new_key": True}],
+        "new_key": {"state": "live", "reason": "200"}, "contained": old == "dead", "recovered": True,
+        "reopened": [], "why": [],
+    }
     return incident
 
 
@@ -101,7 +112,7 @@ def test_a_full_record_renders_every_section(fmt, leaked_key):
     )
     for name in incident.steps:
         incident.steps[name].status = "ok"
-    text = render(incident, fmt)
+    text = render(verified(incident), fmt)
     assert "contained" in text.lower() and "2 d 3 h" in text and "refs/pull/1/head" in text and "$1.50" in text
     assert ("&lt;script&gt;" in text) == (fmt == "html")
     assert "No chart" in text, "an evidence section too old to draw says so instead of failing"
@@ -212,3 +223,17 @@ def test_re_rendering_from_the_record_alone_merges_the_lessons(tmp_path, make_ke
     (tmp_path / LESSONS).write_text("## What went wrong\n\nThe key sat in config.py for two days.\n")
     again = render(records.load(tmp_path), "md")
     assert "The key sat in config.py for two days." in again and "](usage.png)" in again
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_contained_only_when_the_world_agreed_at_the_end(fmt, leaked_key):
+    """Every step ok is not enough: without a verification, or with the old key answering live at
+    the end, the post-mortem says incomplete and the exit code is 3."""
+    incident = full_incident(Secret(leaked_key), Secret(leaked_key[::-1]))
+    assert "Contained." in render(incident, fmt) and incident.exit_code() == 0
+    assert "Verified at" in render(incident, fmt) and "old key dead" in render(incident, fmt)
+    incident.verification = None
+    assert "Contained." not in render(incident, fmt) and incident.exit_code() == 3
+    verified(incident, old="live")
+    text = render(incident, fmt)
+    assert "Contained." not in text and "treat the leak as live" in text and incident.exit_code() == 3
