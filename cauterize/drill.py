@@ -12,6 +12,7 @@ incident opened):
 
     time_to_contain_s    start -> the old key is dead (revoke confirmed)
     time_to_recover_s    start -> the new key is in every store (redeploy read it back)
+    revoke_confirm_s     the revocation's propagation: delete -> the provider answered dead
     steps                each step's seconds
 
 and appends one JSON line to ``drills.jsonl`` beside the incidents, flagging a regression when a
@@ -41,7 +42,7 @@ HISTORY = "drills.jsonl"
 RESULT = "drill.json"
 REPORT = "drill.md"
 NOT_DRILLED = ("locate", "purge", "evidence")
-MEASURES = ("time_to_contain_s", "time_to_recover_s")
+MEASURES = ("time_to_contain_s", "time_to_recover_s", "revoke_confirm_s")
 WINDOW, FACTOR, MIN_HISTORY, MIN_DELTA_S = 5, 1.5, 3, 0.5
 #: Store fields that are file paths relative to the runbook (they must survive the move).
 _PATH_FIELDS = {"dotenv": ("path",), "sops": ("path",)}
@@ -177,6 +178,7 @@ def measure(incident: records.Incident) -> dict[str, Any]:
     return {
         "time_to_contain_s": since(incident.revoked_at or revoke.ended_at) if revoke.status == "ok" else None,
         "time_to_recover_s": since(redeploy.ended_at) if redeploy.status == "ok" else None,
+        "revoke_confirm_s": incident.metrics.get("revoke_confirm_s") if revoke.status == "ok" else None,
         "steps": steps,
     }
 
@@ -290,11 +292,14 @@ def render_markdown(summary: dict[str, Any], previous: list[dict[str, Any]]) -> 
               f"new key: {verification.get('new_key')}, old key: {verification.get('old_key')}", ""]
     for store in verification.get("stores", []):
         state = {True: "holds the new key", False: "does NOT hold the new key", None: "write-only"}[store["holds_new_key"]]
+        if store.get("unreadable"):
+            state = store.get("note") or "could not be read"
         lines.append(f"- {store['store']}: {state}")
-    lines += ["", "## Trend", "", "| drill | ok | contain s | recover s |", "|---|---|---|---|"]
+    lines += ["", "## Trend", "", "| drill | ok | contain s | recover s | revocation confirmed s |", "|---|---|---|---|---|"]
     for entry in [*previous[-9:], summary]:
         lines.append(f"| {entry.get('at', '—')} | {'yes' if entry.get('ok') else 'no'} | "
-                     f"{num(entry.get('time_to_contain_s'))} | {num(entry.get('time_to_recover_s'))} |")
+                     f"{num(entry.get('time_to_contain_s'))} | {num(entry.get('time_to_recover_s'))} | "
+                     f"{num(entry.get('revoke_confirm_s'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,7 @@ def test_cauterize_drill_sandbox_json_reports_contain_and_recover(tmp_path):
     assert summary["verification"]["new_key"] == "live" and summary["verification"]["old_key"] == "dead"
     assert all(store["holds_new_key"] for store in summary["verification"]["stores"])
     assert summary["regression"]["regressed"] == []
+    assert 0 <= summary["revoke_confirm_s"] < contain, "the drill tracks how long the revocation took to confirm"
     history = drill.read_history(tmp_path / "incidents")
     assert [entry["incident"] for entry in history] == [summary["incident"]]
     assert "Traceback" not in done.stderr
