@@ -28,6 +28,7 @@ from cauterize.errors import (
     InputError,
     KeyNotFound,
     ManualStepRequired,
+    MissingPermission,
     ProviderUnavailable,
     StillLive,
     StoreError,
@@ -64,6 +65,17 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "evidence": ("intake",),
     "report": (),
 }
+#: Under rotate-first the old key is revoked only once its replacement is everywhere: that is the
+#: policy's promise (no downtime). A failed mint (an org policy forbids keys, a missing permission)
+#: then leaves the old key live and the run incomplete, and the record says so.
+ROTATE_FIRST_NEEDS = {"revoke": ("intake", "rotate", "redeploy")}
+
+
+def needs(name: str, incident: Incident) -> tuple[str, ...]:
+    """The steps ``name`` needs to have succeeded, under the incident's policy."""
+    if incident.order == "rotate-first" and not incident.dry_run:
+        return ROTATE_FIRST_NEEDS.get(name, NEEDS[name])
+    return NEEDS[name]
 
 
 
@@ -224,7 +236,7 @@ def run_step(
     record = incident.steps[name]
     if record.status in ("ok",) or (record.status == "skipped" and "blocked_by" not in record.details):
         return _summary(name, record)
-    blocked = [dep for dep in NEEDS[name] if incident.steps[dep].status != "ok"]
+    blocked = [dep for dep in needs(name, incident) if incident.steps[dep].status != "ok"]
     if blocked:
         record.status, record.summary = "skipped", f"not run: {', '.join(blocked)} did not finish"
         record.details = {"blocked_by": blocked}
@@ -255,7 +267,7 @@ def needs_run(name: str, incident_dir: str | Path) -> bool:
     record = incident.steps[name]
     if record.status == "ok" or (record.status == "skipped" and "blocked_by" not in record.details):
         return False
-    return all(incident.steps[dep].status == "ok" for dep in NEEDS[name])
+    return all(incident.steps[dep].status == "ok" for dep in needs(name, incident))
 
 
 def _summary(name: str, record: StepRecord) -> dict:
@@ -368,6 +380,17 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     except ManualStepRequired as exc:
         ctx.incident.pending_mint = None  # nothing was minted: no orphan to look for on a rerun
         minted = _minted_by_a_person(ctx, provider, exc)
+    except MissingPermission as exc:
+        # The admin credential may not mint: a limitation of this step, not a failed response. A
+        # person creates the replacement (or grants the permission and reruns).
+        ctx.incident.pending_mint = None
+        rec.details["limitation"] = {"permission": exc.permission, "message": exc.message}
+        request = ManualStepRequired(
+            f"the admin credential may not create the replacement ({exc.message}): create it by hand in the "
+            f"provider's console and paste it, or grant {exc.permission or 'the permission named'} and rerun",
+            remediation=exc.remediation,
+        )
+        minted = _minted_by_a_person(ctx, provider, request)
     faults.point("mint")
     ctx.incident.new_key = KeyRecord(
         fingerprint=minted.secret.fingerprint,
@@ -675,7 +698,24 @@ def evidence(ctx: Context, rec: StepRecord) -> None:
     if start >= end:  # a copy first seen after the revocation: look at the day before it
         start = end - timedelta(days=1)
         limitations.append("every copy was first seen after the revocation: the window is the last 24 hours before it")
-    result = evidence_for(ctx.provider(), identity, start, end, bucket, ctx.runbook.evidence.baseline_days)
+    try:
+        result = evidence_for(ctx.provider(), identity, start, end, bucket, ctx.runbook.evidence.baseline_days)
+    except MissingPermission as exc:
+        # A restricted admin credential may not read usage: the step records the limitation (the
+        # record and the post-mortem name it) instead of failing the response.
+        limitation = f"usage could not be read: {exc.message}"
+        ctx.incident.evidence = {
+            "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "totals": {}, "bucket": bucket, "unavailable": True, "limitations": [*limitations, limitation],
+        }
+        rec.details["limitation"] = {"permission": exc.permission, "message": exc.message}
+        ctx.incident.add_action(
+            "evidence",
+            f"grant the admin credential {exc.permission or 'the permission named in the record'} and collect the "
+            f"evidence with `cauterize evidence --provider {ctx.incident.provider} ... --since {start.isoformat()}`",
+        )
+        rec.summary = f"limited: {limitation}"
+        return
     result["limitations"] = limitations + result["limitations"]
     result["bucket"] = bucket
     ctx.incident.evidence = result

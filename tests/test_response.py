@@ -201,3 +201,19 @@ def test_a_provider_outage_at_revoke_fails_that_step_only_and_the_record_says_so
     assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
     report = (directory / "postmortem.md").read_text()
     assert "revoke (failed)" in report or "| revoke | failed |" in report
+
+
+def test_rotate_first_never_revokes_before_the_replacement_is_everywhere(world):
+    """Under rotate-first a failed mint leaves the old key live and says so: revoking it would take
+    the service down, which is what the policy promises not to do."""
+    world.runbook.write_text(world.runbook.read_text().replace("order: revoke-first", "order: rotate-first"))
+    assert "rotate-first" in world.runbook.read_text()
+    world.emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts*", status=400, count=50)
+    directory = response.open_incident(world.runbook)
+    incident = _run_all(directory)
+    assert incident.steps["rotate"].status == "failed"
+    assert incident.steps["revoke"].status == "skipped"
+    assert incident.steps["revoke"].details["blocked_by"] == ["rotate", "redeploy"]
+    assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
+    assert incident.exit_code() == 3 and not incident.verified
+    assert "Contained." not in (directory / "postmortem.md").read_text()
