@@ -31,8 +31,6 @@ from cauterize.errors import (
     ManualStepRequired,
     ProviderError,
     ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
 )
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.providers.base import (
@@ -45,6 +43,7 @@ from cauterize.providers.base import (
     register,
     Verdict,
 )
+from cauterize.providers.liveness import ask, json_body, listing, refused
 from cauterize.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -201,6 +200,12 @@ def provider_message(response: httpx.Response) -> str:
     return " ".join(message.split())[:300]
 
 
+def _error_type(response: httpx.Response) -> str | None:
+    """``error.type`` of Anthropic's error body ``{"type": "error", "error": {"type", "message"}}``."""
+    error = json_body(response).get("error")
+    return error.get("type") if isinstance(error, dict) else None
+
+
 def _params(**values: Any) -> Params:
     """Query parameters as Anthropic's SDKs send them: arrays bracketed (``group_by[]=...``)."""
     params: Params = []
@@ -269,14 +274,19 @@ class AnthropicProvider:
     # ---- check -----------------------------------------------------------------------------
 
     def check(self, key: Secret) -> Verdict:
-        """``GET /v1/models`` with the key (an admin key: ``GET /v1/organizations/api_keys?limit=1``).
+        """``GET /v1/models`` with the key (an admin key: ``GET /v1/organizations/api_keys?limit=1``), failing closed.
 
-        200 is live; 401, 403 and 404 are dead (trufflehog reads 404 as disabled); a 400, a 429 or
-        5xx after every retry, or no answer at all, is unknown."""
+        Live: 200 with the list body (``{"data": [...], "has_more", ...}``). Dead: 401
+        ``authentication_error``, Anthropic's answer for a key it does not accept (inactive, archived,
+        expired, unknown). Anything else is unknown with the reason: 403 ``permission_error`` (the key
+        authenticated but may not use the resource), 404 ``not_found_error`` (trufflehog reads it as
+        disabled; Anthropic documents it as a missing resource), 400, 429/5xx after every retry, no
+        answer, a redirect or an odd body: ``liveness``."""
         admin = _is_admin(key)
         path, params = ("v1/organizations/api_keys", {"limit": "1"}) if admin else ("v1/models", None)
-        try:
-            response = send(
+        route = f"GET /{path}"
+        answer = ask(
+            lambda: send(
                 self._data,
                 "GET",
                 path,
@@ -286,14 +296,15 @@ class AnthropicProvider:
                 headers=_key_header(key),
                 params=params,
             )
-        except (RateLimited, ProviderUnavailable) as exc:
-            return Verdict.unknown(exc.message)
-        status = response.status_code
+        )
+        if isinstance(answer, Verdict):
+            return answer
+        status = answer.status_code
         if status == 200:
-            return Verdict.live(f"200 from GET /{path}")
-        if status in (401, 403, 404):
-            return Verdict.dead(f"{status} from GET /{path}", status)
-        return Verdict.unknown(f"{status} from GET /{path}", status)
+            return listing(answer, route)
+        if status == 401 and _error_type(answer) == "authentication_error":
+            return Verdict.dead(f"401 {provider_message(answer)}", status)
+        return refused(answer, route, provider_message(answer) if status >= 400 else "")
 
     # ---- identify --------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ It follows Anthropic's public API reference and the emulator contract of provide
 ``Authorization: Bearer``); admin routes take only ``sk-ant-admin01-`` keys; errors use Anthropic's
 body ``{"type": "error", "error": {"type", "message"}, "request_id"}`` and every answer carries a
 ``request-id`` header; key lists page with ``before_id``/``after_id``; usage pages with
-``page``/``next_page``; an inactive, archived or expired key answers 401 on the data plane.
+``page``/``next_page``; an inactive, archived or expired key answers 401 ``authentication_error``
+on the data plane, and a key of a workspace seeded ``forbidden=True`` answers 403
+``permission_error`` (it authenticates, it may not use the resource), as the errors page has them.
 
     emulator = AnthropicEmulator()
     admin_key = emulator.add_admin_key()
@@ -117,6 +119,7 @@ class Workspace:
     name: str
     created_at: datetime
     default: bool = False
+    forbidden: bool = False  # its keys authenticate but get 403 permission_error on the data plane
 
 
 @dataclass
@@ -203,8 +206,9 @@ _TABLE = [
 class AnthropicEmulator:
     """In-memory Anthropic organisation behind an ``httpx`` handler: ``httpx.MockTransport(emulator)``.
 
-    ``dead_key_status`` is what the data plane answers for an inactive, archived or expired key
-    (401; trufflehog also expects 404 in some disabled cases)."""
+    ``dead_key_status`` is what the data plane answers for an inactive, archived or expired key:
+    401 ``authentication_error``, as documented; 404 is a knob for what trufflehog reports seeing in
+    some disabled cases, which cauterize must read as unknown, not dead."""
 
     def __init__(self, *, now: Clock | None = None, dead_key_status: int = 401):
         self._clock = now or (lambda: datetime.now(UTC))
@@ -225,8 +229,9 @@ class AnthropicEmulator:
 
     # ---- seeding ---------------------------------------------------------------------------
 
-    def add_workspace(self, name: str) -> str:
-        workspace = Workspace(_new_id("wrkspc_"), name, self._now())
+    def add_workspace(self, name: str, *, forbidden: bool = False) -> str:
+        """A workspace; ``forbidden``: its keys get 403 ``permission_error`` from the data plane."""
+        workspace = Workspace(_new_id("wrkspc_"), name, self._now(), forbidden=forbidden)
         self.workspaces[workspace.id] = workspace
         return workspace.id
 
@@ -403,6 +408,8 @@ class AnthropicEmulator:
         if auth == "admin" and admin is not None:
             return admin
         if auth == "data" and live is not None:
+            if self.workspaces[live.workspace_id].forbidden:
+                raise ApiError(403, "Your API key does not have permission to use the specified resource.")
             return live
         if auth == "admin" and live is not None:
             raise ApiError(403, "This API key cannot access the Admin API; an Admin API key is required.")

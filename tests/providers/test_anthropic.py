@@ -224,17 +224,30 @@ def test_check_is_unknown_when_the_network_is_down(make_provider):
     assert provider.check(Secret(new_key_value())).state is Liveness.UNKNOWN
 
 
-@pytest.mark.parametrize("status", [401, 403, 404])
-def test_check_reads_401_403_and_404_as_dead(provider, emulator, status):
+def test_check_reads_only_401_authentication_error_as_dead(provider, emulator):
     _, value = emulator.add_key()
-    emulator.fail_next("GET", "/v1/models", status=status)
+    emulator.fail_next("GET", "/v1/models", status=401)
     assert provider.check(Secret(value)).state is Liveness.DEAD
 
 
-def test_check_of_a_disabled_key_answering_404_is_dead(make_provider, emulator):
-    emulator.dead_key_status = 404
+@pytest.mark.parametrize(("status", "kind"), [(403, "permission_error"), (404, "not_found_error")])
+def test_check_reads_403_and_404_as_unknown_with_the_reason(provider, emulator, status, kind):
+    _, value = emulator.add_key()
+    emulator.fail_next("GET", "/v1/models", status=status)
+    verdict = provider.check(Secret(value))
+    assert verdict.state is Liveness.UNKNOWN and kind in verdict.reason and verdict.status == status
+
+
+def test_check_of_a_disabled_key_answering_404_is_unknown_not_dead(make_provider, emulator):
+    emulator.dead_key_status = 404  # what trufflehog reports seeing; Anthropic documents 401
     _, value = emulator.add_key(status="inactive")
-    assert make_provider().check(Secret(value)).state is Liveness.DEAD
+    assert make_provider().check(Secret(value)).state is Liveness.UNKNOWN
+
+
+def test_check_of_a_key_of_a_forbidden_workspace_is_unknown_never_dead(provider, emulator):
+    _, value = emulator.add_key(workspace_id=emulator.add_workspace("locked", forbidden=True))
+    verdict = provider.check(Secret(value))
+    assert verdict.state is Liveness.UNKNOWN and "403" in verdict.reason and "permission_error" in verdict.reason
 
 
 def test_check_of_an_admin_key_uses_the_admin_api(provider, emulator, admin_key):

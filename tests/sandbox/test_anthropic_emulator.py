@@ -202,6 +202,14 @@ def test_auth_rules_and_the_version_header(emulator, admin_key):
     error_of(get("/v1/nowhere", {"x-api-key": value, **VERSION}), 404, "not_found_error")
 
 
+def test_a_key_of_a_forbidden_workspace_authenticates_but_gets_permission_error(emulator):
+    _, value = emulator.add_key(workspace_id=emulator.add_workspace("locked", forbidden=True))
+    with httpx.Client(transport=httpx.MockTransport(emulator), base_url="https://api.anthropic.com") as client:
+        denied = client.get("/v1/models", headers={"x-api-key": value, **VERSION})
+    assert "permission" in error_of(denied, 403, "permission_error") and value not in denied.text
+    assert emulator.is_live(value)
+
+
 def test_every_answer_carries_a_request_id(api):
     ok = api.get(KEYS)
     assert ok.status_code == 200 and ok.headers["request-id"].startswith("req_")
