@@ -10,7 +10,8 @@ only ever requested on the ARM host itself (the token goes nowhere else). Every 
 
 ``AzureOpenAIProvider`` implements the provider protocol on top of it:
 
-* ``check``: the data plane, ``GET {endpoint}/openai/deployments`` with header ``api-key``.
+* ``check``: the data plane, ``GET {endpoint}/openai/models?api-version=2024-10-21`` (else the v1
+  API's ``/openai/v1/models``) with header ``api-key``.
 * ``identify``: ``listKeys`` of the configured account, or of every account of the resource group
   or subscription (all pages); the leaked value is compared with each slot in constant time.
 * ``revoke``: ``regenerateKey`` of that slot. Azure has no per-key disable: regenerating is the
@@ -59,6 +60,7 @@ from cauterize.providers.base import (
     register,
     Verdict,
 )
+from cauterize.providers.liveness import ask, json_body, listing, refused
 from cauterize.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL = "https://management.azure.com"
 API_VERSION = "2025-09-01"  # azure-mgmt-cognitiveservices 14.1.0's default
 METRICS_API_VERSION = "2023-10-01"  # Azure Monitor Metrics - List
-DATA_API_VERSION = "2023-03-15-preview"  # the last data-plane version that lists deployments
+DATA_API_VERSION = "2024-10-21"  # the latest GA data-plane version (Models - List)
 Json = dict[str, Any]
 
 _PROVIDER = "providers/Microsoft.CognitiveServices/accounts"
@@ -290,34 +292,61 @@ class AzureOpenAIProvider:
     # ---- check -----------------------------------------------------------------------------
 
     def check(self, key: Secret) -> Verdict:
-        """``GET {endpoint}/openai/deployments`` with header ``api-key``: 200 live, 401 dead.
+        """``GET {endpoint}/openai/models?api-version=2024-10-21`` (Models - List, GA) with header
+        ``api-key``; where that version or route is refused (400 "API version not supported", 404),
+        the v1 API's ``GET {endpoint}/openai/v1/models``. Fails closed:
 
-        A 403 is dead only when key authentication is off for the account (``AuthenticationTypeDisabled``);
-        any other 403 (a firewall, a private endpoint) says nothing about the key: unknown."""
-        try:
-            response = send(
-                self._data_client(),
-                "GET",
-                "openai/deployments",
-                what=f"Azure OpenAI liveness of {key.fingerprint}",
-                policy=self._policy,
-                sleep=self._sleep,
-                params={"api-version": DATA_API_VERSION},
-                headers={"api-key": _header_value(key)},
+        Live: 200 with the list body (``{"data": [...], "object": "list"}``). Dead: 401 with Azure's
+        error body ("Access denied due to invalid subscription key or wrong API endpoint"), the answer
+        for a regenerated slot. Unknown, with the reason: 403 ``AuthenticationTypeDisabled`` (key
+        authentication is off for the account, which an owner can turn back on: the key itself is
+        not revoked), any other 403 (a firewall, a private endpoint), an api-version refused on both
+        routes, 429/5xx after every retry, no answer, a redirect or an odd body: ``liveness``. No
+        endpoint to ask is an ``InputError``."""
+        client = self._data_client()
+        header = {"api-key": _header_value(key)}
+
+        def models(path: str, params: dict[str, str] | None) -> httpx.Response | Verdict:
+            return ask(
+                lambda: send(
+                    client,
+                    "GET",
+                    path,
+                    what=f"Azure OpenAI liveness of {key.fingerprint}",
+                    policy=self._policy,
+                    sleep=self._sleep,
+                    params=params,
+                    headers=header,
+                )
             )
-        except (RateLimited, ProviderUnavailable) as exc:
-            return Verdict.unknown(exc.message)
-        status = response.status_code
-        if status == 403:
-            code = provider_message(response)[0]
-            if code == "AuthenticationTypeDisabled":
-                return Verdict.dead(f"403 {code}", status)
-            return Verdict.unknown(f"403 {code}", status)
+
+        route = f"GET /openai/models?api-version={DATA_API_VERSION}"
+        answer = models("openai/models", {"api-version": DATA_API_VERSION})
+        if isinstance(answer, httpx.Response) and _version_refused(answer):
+            first = f"{answer.status_code} {' '.join(provider_message(answer))}"
+            route = "GET /openai/v1/models"
+            answer = models("openai/v1/models", None)
+            if isinstance(answer, httpx.Response) and _version_refused(answer):
+                return Verdict.unknown(
+                    f"the data plane refused both Models routes: {DATA_API_VERSION} answered {first}, "
+                    f"/openai/v1/models {answer.status_code} {' '.join(provider_message(answer))}",
+                    answer.status_code,
+                )
+        if isinstance(answer, Verdict):
+            return answer
+        status = answer.status_code
+        code, message = provider_message(answer)
         if status == 200:
-            return Verdict.live("200 from GET /openai/deployments")
-        if status == 401:
-            return Verdict.dead("401 from GET /openai/deployments", status)
-        return Verdict.unknown(f"{status} from GET /openai/deployments", status)
+            return listing(answer, route)
+        if status == 401 and isinstance(json_body(answer).get("error"), dict):
+            return Verdict.dead(f"401 from {route}: {message}", status)
+        if status == 403 and code == "AuthenticationTypeDisabled":
+            return Verdict.unknown(
+                f"403 AuthenticationTypeDisabled from {route}: key authentication is off for the account; "
+                "the key is not revoked and works again if it is turned back on (regenerate the slot)",
+                status,
+            )
+        return refused(answer, route, f"{code} {message}" if status >= 400 else "")
 
     def _data_client(self) -> httpx.Client:
         if not self._data_url:
@@ -539,6 +568,15 @@ def _slot(identity: KeyIdentity) -> str:
     if slot is None:
         raise InputError(f"'{identity.key_id}' is not an Azure key slot: expected Key1 or Key2; identify the key first")
     return slot
+
+
+def _version_refused(response: httpx.Response) -> bool:
+    """The data plane does not serve this route at this api-version: 404 (``Resource not found``) or
+    400 ``API version not supported``, as Azure answers retired or unknown versions."""
+    if response.status_code == 404:
+        return True
+    code, message = provider_message(response)
+    return response.status_code == 400 and "api version" in f"{code} {message}".lower().replace("-", " ")
 
 
 def _header_value(secret: Secret) -> str:

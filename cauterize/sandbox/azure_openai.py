@@ -11,8 +11,14 @@ Two faces behind one handler, routed by path (provider-apis.md 4 and 7.4):
   ``add_admin_token()`` (else 401 ``InvalidAuthenticationToken``); a token may be limited to some
   actions (403 ``AuthorizationFailed``). Errors are ``{"error": {"code", "message"}}``; answers
   carry ``x-ms-ratelimit-remaining-subscription-reads|writes``; paths are case-insensitive.
-* **The data plane**: ``GET /openai/deployments?api-version=...`` with header ``api-key``: 200
-  ``{object: "list", data}``, or 401 ``{"error": {"code": "401", "message": "Access denied..."}}``.
+* **The data plane**, with header ``api-key``: ``GET /openai/models?api-version=...`` (Models - List)
+  and the v1 API's ``GET /openai/v1/models`` (``api-version`` optional: ``v1`` or ``preview``): 200
+  ``{data, object: "list"}``, or 401 ``{"error": {"code": "401", "message": "Access denied..."}}``,
+  or 403 ``AuthenticationTypeDisabled`` when key authentication is off. ``api-version`` is checked
+  as Azure does: missing, 404 ``Resource not found``; retired or unknown (``2023-03-15-preview``),
+  400 ``BadRequest`` "API version not supported". ``data_api_versions`` says which are served
+  (``DATA_API_VERSIONS`` by default); ``/openai/deployments``, gone from every served version,
+  answers 404.
 
 Host independence: Azure pins the account through the host name (``{account}.openai.azure.com``).
 One emulator serves every account behind one base URL, so the data-plane route accepts the key of
@@ -75,6 +81,14 @@ INTERVALS = {
     "P1D": 86400,
 }
 _AGGREGATIONS = ("total", "count")  # what Count metrics such as these are read with
+#: data-plane api-versions served: the GA releases (2024-10-21 the latest) and current previews; the
+#: retired previews (2023-03-15-preview ... 2023-12-01-preview, retired 2024) are refused
+DATA_API_VERSIONS = frozenset(
+    {"2024-06-01", "2024-10-21", "2025-03-01-preview", "2025-04-01-preview", "2025-05-01-preview"}
+)
+_V1_API_VERSIONS = ("v1", "preview")
+#: the base models Models - List returns for every account (its deployments are added to them)
+_BASE_MODELS = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")
 
 
 def new_key_value(key_format: str = "extended") -> str:
@@ -192,7 +206,8 @@ _ROUTES: list[tuple[str, str, str, str | None]] = [
     ("POST", _ACCOUNT + "/listKeys", "_list_keys", "Microsoft.CognitiveServices/accounts/listKeys/action"),
     ("POST", _ACCOUNT + "/regenerateKey", "_regenerate_key", _REGENERATE),
     ("GET", _ACCOUNT + "/providers/Microsoft.Insights/metrics", "_metrics", "Microsoft.Insights/metrics/read"),
-    ("GET", "/openai/deployments", "_list_deployments", None),
+    ("GET", "/openai/models", "_list_models", None),
+    ("GET", "/openai/v1/models", "_list_models_v1", None),
 ]
 _TABLE = [
     (method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$", re.IGNORECASE), handler, action)
@@ -203,8 +218,16 @@ _TABLE = [
 class AzureOpenAIEmulator:
     """In-memory Azure subscriptions of Azure OpenAI accounts behind an ``httpx`` handler."""
 
-    def __init__(self, *, now: Clock | None = None, page_size: int = 20, key_format: str = "extended"):
+    def __init__(
+        self,
+        *,
+        now: Clock | None = None,
+        page_size: int = 20,
+        key_format: str = "extended",
+        data_api_versions: Collection[str] = DATA_API_VERSIONS,
+    ):
         self._clock = now or (lambda: datetime.now(UTC))
+        self.data_api_versions = frozenset(data_api_versions)
         self.page_size = page_size
         self.key_format = key_format
         self.accounts: dict[str, Account] = {}  # by name: account names are globally unique subdomains
@@ -329,6 +352,11 @@ class AzureOpenAIEmulator:
             if action.endswith(("/write", "/action")):
                 self._log_activity(action, call)
             return self._arm_response(request, body)
+        if request.path.lower().startswith("/openai/"):
+            version = request.params.get("api-version")
+            if version and version not in self.data_api_versions and version not in _V1_API_VERSIONS:
+                raise AzureError(400, "BadRequest", "API version not supported")
+            raise AzureError(404, "404", "Resource not found")
         raise AzureError(404, "NotFound", f"No route matches {request.method} {request.path}.")
 
     def _authorize(self, request: RecordedRequest, action: str) -> Token:
@@ -469,9 +497,31 @@ class AzureOpenAIEmulator:
 
     # ---- the data plane --------------------------------------------------------------------
 
-    def _list_deployments(self, request: RecordedRequest) -> httpx.Response:
-        if not request.params.get("api-version"):
+    def _list_models(self, request: RecordedRequest) -> httpx.Response:
+        """``GET /openai/models?api-version=...`` (Models - List): base and deployed models."""
+        self._check_data_version(request.params.get("api-version"))
+        account = self._data_account(request)
+        data = [_model_json(model, account.created_at) for model in dict.fromkeys(_BASE_MODELS + account.deployments)]
+        return _json_response(200, {"data": data, "object": "list"}, {"apim-request-id": str(uuid.uuid4())})
+
+    def _list_models_v1(self, request: RecordedRequest) -> httpx.Response:
+        """``GET /openai/v1/models`` (the v1 API: ``api-version`` optional, ``v1`` or ``preview``)."""
+        version = request.params.get("api-version")
+        if version is not None and version not in _V1_API_VERSIONS:
+            raise AzureError(400, "BadRequest", "API version not supported")
+        account = self._data_account(request)
+        models = dict.fromkeys(_BASE_MODELS + account.deployments)
+        data = [{**_model_json(model, account.created_at), "created": account.created_at} for model in models]
+        return _json_response(200, {"object": "list", "data": data}, {"apim-request-id": str(uuid.uuid4())})
+
+    def _check_data_version(self, version: str | None) -> None:
+        if not version:
             raise AzureError(404, "404", "Resource not found")
+        if version not in self.data_api_versions:
+            raise AzureError(400, "BadRequest", "API version not supported")
+
+    def _data_account(self, request: RecordedRequest) -> Account:
+        """The account whose key is in ``api-key``: 401 for none or an unknown (regenerated) value."""
         value = request.headers.get("api-key", "")
         if not value:
             raise AzureError(
@@ -488,8 +538,7 @@ class AzureOpenAIEmulator:
             raise AzureError(
                 403, "AuthenticationTypeDisabled", "Key based authentication is disabled for this resource."
             )
-        data = [_deployment_json(model, account.created_at) for model in account.deployments]
-        return _json_response(200, {"data": data, "object": "list"}, {"apim-request-id": str(uuid.uuid4())})
+        return account
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -597,16 +646,20 @@ _DATA_FAULTS = {
 }
 
 
-def _deployment_json(model: str, created_at: int) -> Body:
+def _model_json(model: str, created_at: int) -> Body:
     return {
-        "scale_settings": {"scale_type": "standard"},
-        "model": model,
-        "owner": "organization",
-        "id": model,
         "status": "succeeded",
+        "capabilities": {
+            "fine_tune": False,
+            "inference": True,
+            "completion": False,
+            "chat_completion": True,
+            "embeddings": model.startswith("text-embedding"),
+        },
+        "lifecycle_status": "generally-available",
+        "id": model,
         "created_at": created_at,
-        "updated_at": created_at,
-        "object": "deployment",
+        "object": "model",
     }
 
 

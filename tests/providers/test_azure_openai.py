@@ -77,6 +77,9 @@ def regenerations(emulator: AzureOpenAIEmulator) -> list[dict]:
 def assert_every_request_has_one_api_version(emulator: AzureOpenAIEmulator) -> None:
     for request in emulator.requests:
         versions = request.params.get_list("api-version")
+        if request.path.startswith("/openai/v1/"):
+            assert versions == [], "the v1 API takes no dated api-version"
+            continue
         expected = (
             DATA_API_VERSION
             if request.path.startswith("/openai/")
@@ -211,7 +214,7 @@ def test_settings_fall_back_to_the_azure_environment(make_provider, emulator, to
     provider = make_provider(environ=environ, admin_key=None, subscription=None, data_url=None)
     assert provider.identify(Secret(key1)).owner_id == "acct-env"
     assert provider.check(Secret(key1)).state is Liveness.LIVE
-    assert emulator.calls("GET", "/openai/deployments")[-1].url.startswith("https://acct-env.openai.azure.com/")
+    assert emulator.calls("GET", "/openai/models")[-1].url.startswith("https://acct-env.openai.azure.com/")
 
 
 def test_check_asks_the_identified_account_when_no_endpoint_is_set(make_provider, emulator, sub):
@@ -221,23 +224,39 @@ def test_check_asks_the_identified_account_when_no_endpoint_is_set(make_provider
         provider.check(Secret(key1))
     provider.identify(Secret(key1))
     assert provider.check(Secret(key1)).state is Liveness.LIVE
-    assert emulator.calls("GET", "/openai/deployments")[-1].url.startswith("https://found-it.openai.azure.com/")
+    assert emulator.calls("GET", "/openai/models")[-1].url.startswith("https://found-it.openai.azure.com/")
 
 
 def test_check_is_unknown_on_500_and_never_reads_as_dead(provider, emulator, sub, sleeps):
     key1, _ = emulator.add_account(sub, "rg", "acct")
-    emulator.fail_next("GET", "/openai/deployments", status=500, count=4)
+    emulator.fail_next("GET", "/openai/models", status=500, count=4)
     assert provider.check(Secret(key1)).state is Liveness.UNKNOWN
     assert len(sleeps) == 3
     assert provider.check(Secret(key1)).state is Liveness.LIVE
 
 
-def test_check_403_is_dead_only_when_key_auth_is_off(provider, emulator, sub):
+def test_check_403_is_unknown_also_when_key_auth_is_off(provider, emulator, sub):
+    # Key authentication turned off is reversible (learn.microsoft.com/azure/ai-services/disable-local-auth,
+    # "Re-enable local authentication"): the key is not revoked, so it is not dead either.
     key1, _ = emulator.add_account(sub, "rg", "acct")
-    emulator.fail_next("GET", "/openai/deployments", status=403, message="Access denied due to Virtual Network rules.")
+    emulator.fail_next("GET", "/openai/models", status=403, message="Access denied due to Virtual Network rules.")
     assert provider.check(Secret(key1)).state is Liveness.UNKNOWN
     emulator.accounts["acct"].disable_local_auth = True
-    assert provider.check(Secret(key1)).state is Liveness.DEAD
+    verdict = provider.check(Secret(key1))
+    assert verdict.state is Liveness.UNKNOWN and "AuthenticationTypeDisabled" in verdict.reason
+
+
+def test_check_uses_the_ga_models_route_and_falls_back_to_v1(make_provider, emulator, sub):
+    key1, _ = emulator.add_account(sub, "rg", "acct")
+    assert make_provider().check(Secret(key1)).state is Liveness.LIVE
+    (ga,) = emulator.calls("GET", "/openai/models")
+    assert ga.params.get("api-version") == DATA_API_VERSION == "2024-10-21" and ga.headers["api-key"] == key1
+    assert not emulator.calls("GET", "/openai/v1/models")
+
+    emulator.data_api_versions = frozenset({"2025-04-01-preview"})  # a data plane that no longer serves 2024-10-21
+    assert make_provider().check(Secret(key1)).state is Liveness.LIVE
+    (v1,) = emulator.calls("GET", "/openai/v1/models")
+    assert "api-version" not in v1.params and v1.headers["api-key"] == key1
 
 
 def test_check_is_unknown_when_the_network_is_down(make_provider):

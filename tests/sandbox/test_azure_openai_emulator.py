@@ -51,8 +51,8 @@ def account_path(sub: str, group: str, name: str) -> str:
     return f"/subscriptions/{sub}/resourceGroups/{group}/{PROVIDER}/{name}"
 
 
-def deployments(client: httpx.Client, value: str) -> httpx.Response:
-    return client.get("/openai/deployments", params={"api-version": "2023-03-15-preview"}, headers={"api-key": value})
+def models(client: httpx.Client, value: str) -> httpx.Response:
+    return client.get("/openai/models", params={"api-version": "2024-10-21"}, headers={"api-key": value})
 
 
 @pytest.mark.parametrize(
@@ -70,12 +70,12 @@ def test_list_keys_and_the_data_plane_record_which_account_matched(emulator, arm
     key1, key2 = emulator.add_account(sub, "rg", "acct-b")
 
     listed = arm.post(account_path(sub, "rg", "acct-b") + "/listKeys", params=VERSION)
-    answer = deployments(data, key2)
+    answer = models(data, key2)
 
     assert listed.status_code == 200 and listed.json() == {"key1": key1, "key2": key2}
     assert listed.headers["x-ms-ratelimit-remaining-subscription-writes"].isdigit()
     assert answer.status_code == 200 and answer.json()["object"] == "list" and answer.json()["data"]
-    assert emulator.calls("GET", "/openai/deployments")[-1].account == "acct-b"
+    assert emulator.calls("GET", "/openai/models")[-1].account == "acct-b"
 
 
 def test_regenerate_replaces_exactly_one_slot_and_the_old_value_fails(emulator, arm, data, sub):
@@ -85,11 +85,11 @@ def test_regenerate_replaces_exactly_one_slot_and_the_old_value_fails(emulator, 
 
     pair = answer.json()
     assert answer.status_code == 200 and pair["key1"] != key1 and pair["key2"] == key2
-    refused = deployments(data, key1)
+    refused = models(data, key1)
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "401"
     assert refused.json()["error"]["message"].startswith("Access denied due to invalid subscription key")
-    assert deployments(data, pair["key1"]).status_code == 200 and deployments(data, key2).status_code == 200
+    assert models(data, pair["key1"]).status_code == 200 and models(data, key2).status_code == 200
     assert [e["operationName"]["value"] for e in emulator.activity_log] == [
         "Microsoft.CognitiveServices/accounts/regenerateKey/action"
     ]
@@ -169,7 +169,7 @@ def test_disable_local_auth_turns_every_key_off(emulator, arm, data, sub):
 
     assert patched.status_code == 200 and patched.json()["properties"]["disableLocalAuth"] is True
     assert arm.get(path, params=VERSION).json()["properties"]["disableLocalAuth"] is True
-    refused = deployments(data, key2)
+    refused = models(data, key2)
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "AuthenticationTypeDisabled")
     assert arm.post(path + "/listKeys", params=VERSION).status_code == 400
     assert not emulator.is_live(key1) and not emulator.is_live(key2)
@@ -177,9 +177,30 @@ def test_disable_local_auth_turns_every_key_off(emulator, arm, data, sub):
 
 def test_data_plane_needs_a_key_and_an_api_version(emulator, data, sub):
     key1, _ = emulator.add_account(sub, "rg", "acct")
-    assert data.get("/openai/deployments", params={"api-version": "2023-03-15-preview"}).status_code == 401
-    assert data.get("/openai/deployments", headers={"api-key": key1}).status_code == 404
-    assert deployments(data, new_key_value()).status_code == 401
+    assert data.get("/openai/models", params={"api-version": "2024-10-21"}).status_code == 401
+    assert data.get("/openai/models", headers={"api-key": key1}).status_code == 404
+    assert models(data, new_key_value()).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/openai/models", "/openai/deployments", "/openai/v1/models"])
+def test_a_retired_api_version_is_refused_as_azure_refuses_it(emulator, data, sub, path):
+    key1, _ = emulator.add_account(sub, "rg", "acct")
+    refused = data.get(path, params={"api-version": "2023-03-15-preview"}, headers={"api-key": key1})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": {"code": "BadRequest", "message": "API version not supported"}}
+
+
+def test_models_list_ga_and_v1(emulator, data, sub):
+    key1, _ = emulator.add_account(sub, "rg", "acct", deployments=("gpt-4o-mini", "my-ft"))
+    ga, v1 = models(data, key1), data.get("/openai/v1/models", headers={"api-key": key1})
+    for answer in (ga, v1):
+        assert answer.status_code == 200 and answer.json()["object"] == "list"
+        assert {m["id"] for m in answer.json()["data"]} >= {"gpt-4o-mini", "my-ft"}
+        assert all(m["object"] == "model" for m in answer.json()["data"])
+    assert data.get("/openai/v1/models", params={"api-version": "preview"}, headers={"api-key": key1}).status_code == 200
+    gone = data.get("/openai/deployments", params={"api-version": "2024-10-21"}, headers={"api-key": key1})
+    assert gone.status_code == 404 and gone.json()["error"] == {"code": "404", "message": "Resource not found"}
+    assert data.get("/openai/v1/models", headers={"api-key": new_key_value()}).status_code == 401
 
 
 def test_injected_429_carries_retry_after_and_the_write_budget(emulator, arm, sub):
@@ -250,9 +271,9 @@ def test_both_faces_over_a_real_socket(emulator, sub):
             json={"keyName": "Key1"},
             headers=auth,
         ).json()
-        old, new = deployments(client, key1), deployments(client, pair["key1"])
+        old, new = models(client, key1), models(client, pair["key1"])
 
     assert first["nextLink"].startswith(app.url + "/subscriptions/")
     assert len(first["value"]) + len(second["value"]) == 12 and "nextLink" not in second
     assert (old.status_code, new.status_code) == (401, 200)
-    assert emulator.calls("GET", "/openai/deployments")[-1].account == "acct-11"
+    assert emulator.calls("GET", "/openai/models")[-1].account == "acct-11"
