@@ -23,8 +23,6 @@ from cauterize.errors import (
     KeyNotFound,
     ManualStepRequired,
     ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
 )
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
 from cauterize.providers.base import (
@@ -36,6 +34,7 @@ from cauterize.providers.base import (
     Verdict,
     register,
 )
+from cauterize.providers.liveness import ask, json_body, refused
 from cauterize.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -89,22 +88,26 @@ class CohereProvider:
     # ---- the protocol ----------------------------------------------------------------------
 
     def check(self, key: Secret) -> Verdict:
-        """200 with ``valid: true`` live; 401 (or ``valid: false``) dead; anything else unknown."""
-        try:
-            response = self.check_api_key(key)
-        except (RateLimited, ProviderUnavailable) as exc:
-            return Verdict.unknown(exc.message)
-        status = response.status_code
-        if status == 401:
-            return Verdict.dead("401 from POST /v1/check-api-key", status)
+        """``check-api-key``, failing closed: 200 ``{"valid": true}`` live; 200 ``{"valid": false}`` or
+        401 with Cohere's error body dead; anything else unknown with the reason (a 200 without a
+        boolean ``valid``, 400, 429/5xx after every retry, no answer, a redirect): ``liveness``."""
+        route = "POST /v1/check-api-key"
+        answer = ask(lambda: self.check_api_key(key))
+        if isinstance(answer, Verdict):
+            return answer
+        status = answer.status_code
+        if status == 401 and json_body(answer):
+            return Verdict.dead(f"401 from {route}: {_message(answer)}", status)
         if status != 200:
-            return Verdict.unknown(f"{status} from POST /v1/check-api-key", status)
-        valid = _body(response).get("valid")
+            return refused(answer, route, _message(answer) if status >= 400 else "")
+        valid = json_body(answer).get("valid")
         if valid is True:
-            return Verdict.live("check-api-key: valid")
+            return Verdict.live(f"200 from {route}: valid")
         if valid is False:
-            return Verdict.dead("check-api-key: valid false", status)
-        return Verdict.unknown("check-api-key answered without a valid field", status)
+            return Verdict.dead(f"200 from {route}: valid false", status)
+        if not answer.content:
+            return Verdict.unknown(f"200 from {route} with an empty body", status)
+        return Verdict.unknown(f"200 from {route} without a boolean 'valid' (not Cohere's answer?)", status)
 
     def identify(self, key: Secret) -> KeyIdentity:
         """The organisation and owner ``check-api-key`` names; Cohere exposes no key id."""

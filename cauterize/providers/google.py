@@ -6,7 +6,8 @@ through ``_error_for``, the one place where Google's error envelope becomes a ca
 
 ``GoogleProvider`` implements the provider protocol on top of it. The leaked key is a
 service-account key file, so everything is exact: ``check`` signs a JWT with the file's private
-key and asks the token endpoint for an access token (a token: live; ``invalid_grant``: dead);
+key and asks the token endpoint for an access token (a token: live; ``invalid_grant`` about the key:
+dead); for a Google API key (``AIza...``) ``check`` lists the Gemini API's models with it instead;
 ``identify`` builds the key's IAM name from ``client_email`` and ``private_key_id`` and confirms it
 with ``GET``; ``revoke`` disables the key (immediate, reversible) and then deletes it; ``mint``
 creates a new key for the same service account; ``usage`` reads the per-key authentication counts,
@@ -15,7 +16,8 @@ which is all Google reports per key.
 The admin credential (``settings.admin_key``, from ``GOOGLE_ADMIN_KEY``, else ``GOOGLE_OAUTH_ACCESS_TOKEN``)
 is an OAuth access token, or a service-account key file exchanged for one (scope ``cloud-platform``)
 and renewed before it expires. Endpoints: ``settings.base_url`` (IAM), ``settings.data_url`` (the
-token endpoint), ``settings.extra["monitoring_url"]`` or ``GOOGLE_MONITORING_URL`` (Monitoring).
+token endpoint), ``settings.extra["monitoring_url"]`` or ``GOOGLE_MONITORING_URL`` (Monitoring),
+``settings.extra["generative_url"]`` or ``GOOGLE_GENERATIVE_URL`` (the Gemini API, API-key liveness).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from cauterize.errors import (
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
-    RateLimited,
 )
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.providers.base import (
@@ -53,6 +54,7 @@ from cauterize.providers.base import (
     register,
     Verdict,
 )
+from cauterize.providers.liveness import ask, json_body, listing, refused
 from cauterize.providers.google_auth import (
     AdminAuth,
     ServiceAccountCredentials,
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
 DEFAULT_IAM_URL = "https://iam.googleapis.com"
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
 DEFAULT_MONITORING_URL = "https://monitoring.googleapis.com"
+DEFAULT_GENERATIVE_URL = "https://generativelanguage.googleapis.com"
 AUTHN_METRIC = "iam.googleapis.com/service_account/key/authn_events_count"
 Json = dict[str, Any]
 
@@ -81,6 +84,9 @@ _ADMIN_REMEDIATION = (
 _ALIGNMENT = {"1m": 60, "1h": 3600, "1d": 86400}
 #: invalid_grant descriptions that are about the request (clock, audience), not about the key
 _NOT_ABOUT_THE_KEY = re.compile(r"timeframe|\biat\b|\bexp\b|audience", re.IGNORECASE)
+#: a Google API key, as Google issues them (provider-apis.md 3.4; gitleaks gcp-api-key)
+_API_KEY = re.compile(r"AIza[0-9A-Za-z_-]{35}")
+_API_KEYLIKE = re.compile(r"AIza[0-9A-Za-z_-]{8,}")
 _RETENTION = timedelta(weeks=6)  # Cloud Monitoring keeps Google Cloud metrics this long
 _NO_PER_KEY_TOKENS = (
     "Google reports no per-key token or cost usage: requests here count authentications with the key "
@@ -248,6 +254,10 @@ class GoogleProvider:
         self._monitoring_url = (
             settings.extra.get("monitoring_url") or env.get("GOOGLE_MONITORING_URL") or DEFAULT_MONITORING_URL
         )
+        self._generative_url = (
+            settings.extra.get("generative_url") or env.get("GOOGLE_GENERATIVE_URL") or DEFAULT_GENERATIVE_URL
+        )
+        self._generative: httpx.Client | None = None
         fallback = (env.get("GOOGLE_OAUTH_ACCESS_TOKEN") or "").strip()
         self._credential = settings.admin_key or (Secret(fallback) if fallback else None)
         self._policy, self._sleep, self._now = policy, sleep, now
@@ -279,6 +289,8 @@ class GoogleProvider:
 
     def close(self) -> None:
         self._oauth.close()
+        if self._generative is not None:
+            self._generative.close()
         if self._admin is not None:
             self._admin.close()
 
@@ -289,17 +301,73 @@ class GoogleProvider:
     # ---- check -----------------------------------------------------------------------------
 
     def check(self, key: Secret) -> Verdict:
-        """Exchange a JWT signed with the key for an access token: a token live, ``invalid_grant`` dead."""
+        """Is the key live? Fails closed (``liveness``); a Google API key goes to ``check_api_key``.
+
+        A service-account key file: a JWT signed with it is exchanged for an access token. A token is
+        live; 400 ``invalid_grant`` about the key ("Invalid JWT Signature." for a disabled or deleted
+        key, "account not found") is dead; ``invalid_grant`` about the request (clock skew: ``iat``/
+        ``exp``, "timeframe"; the audience), any other OAuth error, 429/5xx after every retry, no
+        answer, a redirect or an odd body is unknown. A file that is no key file is an ``InputError``."""
+        if key.reveal().startswith("AIza"):
+            return self.check_api_key(key)
         account = ServiceAccountCredentials.parse(key)
-        try:
-            answer = self._exchange(account, f"Google liveness of {key.fingerprint}")
-        except (RateLimited, ProviderUnavailable) as exc:
-            return Verdict.unknown(exc.message)
+        answer = ask(lambda: self._exchange(account, f"Google liveness of {key.fingerprint}"))
+        if isinstance(answer, Verdict):
+            return answer
         if answer.access_token:
             return Verdict.live("the token endpoint issued an access token")
-        if answer.error == "invalid_grant" and not _NOT_ABOUT_THE_KEY.search(answer.description):
-            return Verdict.dead(f"invalid_grant: {answer.description}"[:200])
-        return Verdict.unknown(f"token endpoint: {answer.error or 'no token'} {answer.description}".strip()[:200])
+        about_the_key = answer.error == "invalid_grant" and not _NOT_ABOUT_THE_KEY.search(answer.description)
+        if answer.status == 400 and about_the_key:
+            return Verdict.dead(f"400 invalid_grant: {answer.description}"[:300], 400)
+        said = f"{answer.error or 'no token'} {answer.description}".strip()
+        if 300 <= answer.status < 400:
+            said = "a redirect, not followed (a proxy or portal?)"
+        return Verdict.unknown(f"{answer.status} from the token endpoint: {said}"[:300], answer.status)
+
+    def check_api_key(self, key: Secret) -> Verdict:
+        """``GET {generative}/v1/models`` with header ``x-goog-api-key`` (the Gemini API's models.list).
+
+        Live: 200 with ``{"models": [...]}``. Dead: 400 ``INVALID_ARGUMENT`` whose ``ErrorInfo`` reason
+        is ``API_KEY_INVALID`` ("API key not valid", "API key expired"): Google's answer for a key
+        that is malformed, cannot be found (deleted) or expired (googleapis ``error_reason.proto``).
+        Unknown, with the reason: 403 ``PERMISSION_DENIED`` (``SERVICE_DISABLED``: the API is off in the
+        key's project; ``API_KEY_SERVICE_BLOCKED``, ``..._REFERRER_BLOCKED``, ``..._IP_ADDRESS_BLOCKED``:
+        the key's restrictions; all of them say the key exists), any other answer, none at all."""
+        value = key.reveal()
+        if not _API_KEY.fullmatch(value):
+            raise InputError(
+                f"the key {key.fingerprint} starts like a Google API key but is not one ({len(value)} characters; "
+                "a Google API key is AIza and 35 of [A-Za-z0-9_-])",
+                remediation="Check the key source: a truncated or padded paste is not the leaked key.",
+            )
+        if self._generative is None:
+            self._generative = new_client(
+                self._generative_url, timeout=self.settings.timeout, transport=self.settings.transport
+            )
+        client, route = self._generative, "GET /v1/models"
+        answer = ask(
+            lambda: send(
+                client,
+                "GET",
+                "v1/models",
+                what=f"Google API key liveness of {key.fingerprint}",
+                policy=self._policy,
+                sleep=self._sleep,
+                headers={"x-goog-api-key": value},
+            )
+        )
+        if isinstance(answer, Verdict):
+            return answer
+        status = answer.status_code
+        if status == 200:
+            return listing(answer, route, "models")
+        code, message = provider_message(answer)
+        reasons = _error_reasons(answer)
+        message = _API_KEYLIKE.sub("[key redacted]", message)
+        if status == 400 and code == "INVALID_ARGUMENT" and "API_KEY_INVALID" in reasons:
+            return Verdict.dead(f"400 INVALID_ARGUMENT API_KEY_INVALID: {message}", status)
+        detail = " ".join([code, *reasons]) + f": {message}" if status >= 400 else ""
+        return refused(answer, route, detail)
 
     # ---- identify --------------------------------------------------------------------------
 
@@ -440,6 +508,17 @@ class GoogleProvider:
             limitations.append("Cloud Monitoring keeps these counts for 6 weeks: the start of the window is older")
         buckets = tuple(UsageBucket(s, e, requests=n) for (s, e), n in sorted(totals.items()))
         return Usage(buckets, tuple(limitations))
+
+
+def _error_reasons(response: httpx.Response) -> list[str]:
+    """The ``reason`` of every ``google.rpc.ErrorInfo`` in Google's ``error.details``."""
+    error = json_body(response).get("error")
+    details = error.get("details") if isinstance(error, dict) else None
+    return [
+        str(item["reason"])
+        for item in details or []
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.ErrorInfo") and item.get("reason")
+    ]
 
 
 def _account_name(identity: KeyIdentity) -> str:

@@ -10,6 +10,12 @@ It follows the public REST surface (discovery ``iam.v1.json``; provider-apis.md 
 * ``POST /token``: the JWT-bearer grant. The RS256 signature is verified with the public key named by
   the ``kid`` header (``iss``: the client email); a disabled or deleted key, a bad signature or an
   ``iat``/``exp`` out of range answers 400 ``invalid_grant``. Each token counts as one authentication.
+* ``GET /v1/models`` and ``/v1beta/models`` (the Gemini API's models.list, at
+  generativelanguage.googleapis.com) for Google API keys seeded with ``add_api_key``: the key in
+  ``x-goog-api-key`` (or ``?key=``); a deleted, expired or unknown key answers 400 ``INVALID_ARGUMENT``
+  with ``ErrorInfo`` reason ``API_KEY_INVALID``, a key whose project has the API off 403
+  ``SERVICE_DISABLED``, a key whose restrictions refuse the call 403 ``API_KEY_SERVICE_BLOCKED`` /
+  ``API_KEY_HTTP_REFERRER_BLOCKED`` / ``API_KEY_IP_ADDRESS_BLOCKED`` (googleapis ``error_reason.proto``).
 * ``GET /v3/projects/{p}/timeSeries``: ``iam.googleapis.com/service_account/key/authn_events_count``
   per ``metric.labels.key_id``: ``filter`` (equalities joined by AND), ``interval`` (points ending in
   ``(startTime, endTime]``), ``aggregation`` (``ALIGN_SUM``; periods end at ``endTime``), newest point
@@ -36,10 +42,12 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hmac
 import json
 import re
 import secrets
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +79,25 @@ _NO_CREDENTIALS = (
     "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 _BAD_CREDENTIALS = _NO_CREDENTIALS.replace("is missing required", "had invalid")
+GENERATIVE = "generativelanguage.googleapis.com"
+_MODELS_PATHS = ("/v1/models", "/v1beta/models")
+_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "text-embedding-004")
+_API_KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+#: API-key restriction -> (ErrorInfo reason, message) of the 403 a refused call gets
+_RESTRICTIONS = {
+    "service": (
+        "API_KEY_SERVICE_BLOCKED",
+        f"Requests to this API {GENERATIVE} method google.ai.generativelanguage.v1.ModelService.ListModels are blocked.",
+    ),
+    "referrer": ("API_KEY_HTTP_REFERRER_BLOCKED", "Requests from referer <empty> are blocked."),
+    "ip": (
+        "API_KEY_IP_ADDRESS_BLOCKED",
+        (
+            "The provided API key has an IP address restriction. The originating IP address of the call "
+            "violates this restriction."
+        ),
+    ),
+}
 _BAD_SIGNATURE = "Invalid JWT Signature."
 _BAD_TIMES = (
     "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
@@ -97,6 +124,27 @@ class Key:
     disabled: bool = False
     disable_reason: str | None = None
     deleted: bool = False
+
+
+@dataclass
+class ApiKey:
+    """A Google API key (``AIza...``): ``restriction`` is what its settings refuse this emulator's
+    calls for (``service``, ``referrer``, ``ip``), ``service_enabled`` whether its project has the
+    Gemini API on."""
+
+    uid: str
+    value: str = field(repr=False)
+    project: str
+    project_number: str
+    created_at: int
+    restriction: str | None = None
+    service_enabled: bool = True
+    expired: bool = False
+    deleted: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project_number}/locations/global/keys/{self.uid}"
 
 
 @dataclass
@@ -183,6 +231,7 @@ class GoogleEmulator:
         self.accounts: dict[str, ServiceAccount] = {}  # by email
         self.keys: dict[str, Key] = {}  # by key id; deleted keys stay, marked
         self.tokens: dict[str, AccessToken] = {}
+        self.api_keys: dict[str, ApiKey] = {}  # by uid; deleted keys stay, marked
         self.authn_events: list[AuthnEvents] = []
         self.requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
@@ -215,6 +264,26 @@ class GoogleEmulator:
         key.disabled = disabled
         return key.id, credentials
 
+    def add_api_key(
+        self, project: str, *, restriction: str | None = None, service_enabled: bool = True, expired: bool = False
+    ) -> str:
+        """A Google API key of ``project`` for the Gemini API; returns its value (``AIza`` + 35, random)."""
+        if restriction not in (None, *_RESTRICTIONS):
+            raise ValueError(f"restriction must be one of {', '.join(_RESTRICTIONS)} or None")
+        value = "AIza" + "".join(secrets.choice(_API_KEY_ALPHABET) for _ in range(35))
+        number = str(10**11 + sum(map(ord, project)) * 7919)
+        key = ApiKey(str(uuid.uuid4()), value, project, number, self._now(), restriction, service_enabled, expired)
+        with self._lock:
+            self.api_keys[key.uid] = key
+        return value
+
+    def delete_api_key(self, value: str) -> None:
+        """What ``DELETE /v2/{name}`` of the API Keys API, or the console, does: a soft delete."""
+        key = self._api_key(value)
+        if key is None:
+            raise KeyError("no such API key in the emulator")
+        key.deleted = True
+
     def add_admin_token(self, *, expires_in: int | None = None) -> str:
         """An access token of a principal allowed every IAM key and Monitoring call (no expiry unless told)."""
         return self._issue_token(True, expires_in)
@@ -231,7 +300,11 @@ class GoogleEmulator:
         return len(slots)
 
     def is_live(self, credentials: str) -> bool:
-        """Would the token endpoint accept this credentials JSON (its key exists, enabled, same key pair)?"""
+        """Would the token endpoint accept this credentials JSON (its key exists, enabled, same key pair)?
+        For an API key: does it exist, neither deleted nor expired?"""
+        if credentials.startswith("AIza"):
+            key = self._api_key(credentials)
+            return key is not None and not (key.deleted or key.expired)
         try:
             data = json.loads(credentials)
             private = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
@@ -285,6 +358,8 @@ class GoogleEmulator:
                 self._inject_fault(recorded)
                 if recorded.path in _TOKEN_PATHS and recorded.method == "POST":
                     return self._token(recorded, f"{request.url.scheme}://{request.url.netloc.decode()}{recorded.path}")
+                if recorded.path in _MODELS_PATHS and recorded.method == "GET":
+                    return self._list_models(recorded)
                 return self._dispatch(recorded)
             except GoogleError as exc:
                 return exc.response()
@@ -410,6 +485,37 @@ class GoogleEmulator:
                 return key
         raise _oauth("invalid_grant", _BAD_SIGNATURE)
 
+    # ---- the Gemini API: models.list, with an API key -------------------------------------
+
+    def _list_models(self, request: RecordedRequest) -> httpx.Response:
+        value = request.headers.get("x-goog-api-key") or request.params.get("key") or ""
+        if not value:
+            raise GoogleError(
+                403,
+                "Method doesn't allow unregistered callers (callers without established identity). Please use API "
+                "Key or other form of API consumer identity to call this API.",
+            )
+        key = self._api_key(value)
+        if key is None or key.deleted or key.expired:
+            message = "API key expired. Please renew the API key." if key and key.expired else _INVALID_API_KEY
+            raise GoogleError(400, message, details=_api_key_details("API_KEY_INVALID", message))
+        consumer = f"projects/{key.project_number}"
+        if not key.service_enabled:
+            message = (
+                f"Generative Language API has not been used in project {key.project_number} before or it is "
+                f"disabled. Enable it by visiting https://console.developers.google.com/apis/api/{GENERATIVE}/"
+                f"overview?project={key.project_number} then retry."
+            )
+            raise GoogleError(403, message, details=_api_key_details("SERVICE_DISABLED", message, consumer))
+        if key.restriction is not None:
+            reason, message = _RESTRICTIONS[key.restriction]
+            raise GoogleError(403, message, details=_api_key_details(reason, message, consumer))
+        models = [
+            {"name": f"models/{model}", "version": "001", "displayName": model, "supportedGenerationMethods": []}
+            for model in _MODELS
+        ]
+        return _json(200, {"models": models})
+
     # ---- Monitoring: projects.timeSeries.list ----------------------------------------------
 
     def _list_time_series(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
@@ -502,6 +608,14 @@ class GoogleEmulator:
             self.tokens[value] = AccessToken(admin, None if lifetime is None else self._now() + lifetime)
         return value
 
+    def _api_key(self, value: str) -> ApiKey | None:
+        """The API key with this value (every key compared in constant time)."""
+        found = None
+        for key in self.api_keys.values():
+            if hmac.compare_digest(key.value.encode(), value.encode()):
+                found = key
+        return found
+
     def _account(self, params: dict[str, str], permission: str) -> ServiceAccount:
         project, wanted = params["project"], params["account"]
         account = self.accounts.get(wanted) or next((a for a in self.accounts.values() if a.unique_id == wanted), None)
@@ -539,6 +653,23 @@ class GoogleEmulator:
 
     def _now(self) -> int:
         return _epoch(self._clock())
+
+
+_INVALID_API_KEY = "API key not valid. Please pass a valid API key."
+
+
+def _api_key_details(reason: str, message: str, consumer: str | None = None) -> list[Body]:
+    """``error.details`` of an API-key refusal: the ``ErrorInfo`` and its ``LocalizedMessage``."""
+    metadata = {"service": GENERATIVE, **({"consumer": consumer} if consumer else {})}
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "googleapis.com",
+            "metadata": metadata,
+        },
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message},
+    ]
 
 
 def _denied(permission: str, message: str | None = None) -> GoogleError:
@@ -651,4 +782,4 @@ def _epoch(when: datetime | float) -> int:
     return int(when)
 
 
-__all__ = ["AUTHN_METRIC", "GoogleEmulator", "GoogleError", "RecordedRequest"]
+__all__ = ["AUTHN_METRIC", "ApiKey", "GoogleEmulator", "GoogleError", "RecordedRequest"]

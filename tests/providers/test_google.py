@@ -245,12 +245,56 @@ def test_check_is_unknown_when_the_clocks_disagree(make_provider, leaked, clock)
 )
 def test_a_key_that_is_not_a_service_account_key_is_a_clear_input_error(provider, value, expected):
     key = Secret(value)
-    for call in (provider.check, provider.identify):
+    # check takes Google API keys too (check_api_key); identify, revoke and mint do not
+    for call in (provider.identify,) if value.startswith("AIza") else (provider.check, provider.identify):
         with pytest.raises(NotAServiceAccountKey) as caught:
             call(key)
         assert isinstance(caught.value, InputError) and caught.value.exit_code == 2
         assert expected in str(caught.value) and key.fingerprint in str(caught.value)
         assert value not in caught.value.one_line()
+
+
+def test_check_of_a_google_api_key_lists_gemini_models(provider, google):
+    value = google.add_api_key(PROJECT)
+    verdict = provider.check(Secret(value))
+    assert verdict.state is Liveness.LIVE
+    (call,) = google.calls("GET", "/v1/models")
+    assert call.headers["x-goog-api-key"] == value and "key=" not in call.query
+    google.delete_api_key(value)
+    verdict = provider.check(Secret(value))
+    assert verdict.state is Liveness.DEAD and "API_KEY_INVALID" in verdict.reason and value not in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("seeded", "state", "reason"),
+    [
+        ({"expired": True}, Liveness.DEAD, "API_KEY_INVALID"),
+        ({"service_enabled": False}, Liveness.UNKNOWN, "SERVICE_DISABLED"),
+        ({"restriction": "service"}, Liveness.UNKNOWN, "API_KEY_SERVICE_BLOCKED"),
+        ({"restriction": "referrer"}, Liveness.UNKNOWN, "API_KEY_HTTP_REFERRER_BLOCKED"),
+        ({"restriction": "ip"}, Liveness.UNKNOWN, "API_KEY_IP_ADDRESS_BLOCKED"),
+    ],
+)
+def test_check_of_a_google_api_key_is_dead_only_on_api_key_invalid(provider, google, seeded, state, reason):
+    value = google.add_api_key(PROJECT, **seeded)
+    verdict = provider.check(Secret(value))
+    assert verdict.state is state and reason in verdict.reason and value not in verdict.reason
+
+
+def test_check_of_a_google_api_key_reads_the_configured_gemini_endpoint(make_provider, google):
+    value = google.add_api_key(PROJECT)
+    provider = make_provider(environ={"GOOGLE_GENERATIVE_URL": "https://gemini.example.test"})
+    assert provider.check(Secret(value)).state is Liveness.LIVE
+    assert google.requests[-1].headers["host"] == "gemini.example.test"
+    assert make_provider(extra={"generative_url": "https://other.example.test"}).check(Secret(value)).value == "live"
+    assert google.requests[-1].headers["host"] == "other.example.test"
+
+
+def test_a_truncated_google_api_key_is_an_input_error_not_dead(provider, google):
+    value = google.add_api_key(PROJECT)
+    with pytest.raises(InputError, match="not one") as caught:
+        provider.check(Secret(value[:-3]))
+    assert value[:-3] not in caught.value.one_line() and not google.requests
 
 
 def test_a_key_file_with_a_broken_private_key_says_so(provider, leaked):

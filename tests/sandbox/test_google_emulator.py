@@ -248,3 +248,32 @@ def test_over_a_real_socket(google, account):
         local = signed_jwt(credentials, aud=f"{app.url}/token")  # the audience may be the URL actually called
         assert client.post("/token", data={"grant_type": JWT_BEARER, "assertion": local}).status_code == 200
         assert client.get(f"/v1/projects/{PROJECT}/serviceAccounts/{account}/keys").status_code == 401
+
+
+def test_gemini_models_list_for_api_keys(google):
+    value = google.add_api_key(PROJECT)
+    with httpx.Client(
+        transport=httpx.MockTransport(google), base_url="https://generativelanguage.googleapis.com"
+    ) as client:
+        listed = client.get("/v1/models", headers={"x-goog-api-key": value})
+        assert listed.status_code == 200 and listed.json()["models"][0]["name"].startswith("models/")
+        assert client.get("/v1beta/models", params={"key": value}).status_code == 200
+        assert google.is_live(value)
+
+        google.delete_api_key(value)
+        refused = client.get("/v1/models", headers={"x-goog-api-key": value})
+        error = refused.json()["error"]
+        assert (refused.status_code, error["status"], error["details"][0]["reason"]) == (
+            400,
+            "INVALID_ARGUMENT",
+            "API_KEY_INVALID",
+        )
+        assert error["message"] == "API key not valid. Please pass a valid API key." and value not in refused.text
+        assert not google.is_live(value)
+
+        blocked = client.get("/v1/models", headers={"x-goog-api-key": google.add_api_key(PROJECT, restriction="ip")})
+        assert (blocked.status_code, blocked.json()["error"]["status"]) == (403, "PERMISSION_DENIED")
+        assert blocked.json()["error"]["details"][0]["reason"] == "API_KEY_IP_ADDRESS_BLOCKED"
+        off = client.get("/v1/models", headers={"x-goog-api-key": google.add_api_key(PROJECT, service_enabled=False)})
+        assert (off.status_code, off.json()["error"]["details"][0]["reason"]) == (403, "SERVICE_DISABLED")
+        assert client.get("/v1/models").status_code == 403
