@@ -29,8 +29,6 @@ from cauterize.errors import (
     ManualStepRequired,
     ProviderError,
     ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
 )
 from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
 from cauterize.logs import LOGGER
@@ -44,6 +42,7 @@ from cauterize.providers.base import (
     register,
     Verdict,
 )
+from cauterize.providers.liveness import ask, json_body, listing, refused
 from cauterize.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -391,11 +390,17 @@ class OpenAIProvider:
     # ---- check -----------------------------------------------------------------------------
 
     def check(self, key: Secret) -> Verdict:
-        """``GET /models`` with the key (an admin key: ``GET /organization/admin_api_keys``): 200 live, 401 dead,
-        except a 401 "Missing scopes" (a restricted key without ``api.model.read``), which is live."""
+        """``GET /models`` with the key (an admin key: ``GET /organization/admin_api_keys``), failing closed.
+
+        Live: 200 with the list body (``{"object": "list", "data": [...]}``), or a 401/403 "insufficient
+        permissions ... Missing scopes" (a restricted key: it authenticated, it may only not list).
+        Dead: 401 ``invalid_api_key`` / "Incorrect API key provided", OpenAI's answer for a deleted,
+        revoked or mistyped key. Anything else is unknown with the reason, 401s of other meaning
+        included ("IP not authorized", "must be a member of an organization"): ``liveness``."""
         path, params = ("organization/admin_api_keys", {"limit": "1"}) if _kind(key) == "admin" else ("models", None)
-        try:
-            response = send(
+        route = f"GET /{path}"
+        answer = ask(
+            lambda: send(
                 self._data,
                 "GET",
                 path,
@@ -405,17 +410,17 @@ class OpenAIProvider:
                 headers=_bearer(key),
                 params=params,
             )
-        except (RateLimited, ProviderUnavailable) as exc:
-            return Verdict.unknown(exc.message)
-        status = response.status_code
-        if status in (401, 403) and _lacks_scope(response):
-            # a restricted key: it authenticated, it only may not list models
-            return Verdict.live(f"{status}: a restricted key without the scope of GET /{path}", status)
+        )
+        if isinstance(answer, Verdict):
+            return answer
+        status = answer.status_code
+        if status in (401, 403) and _lacks_scope(answer):
+            return Verdict.live(f"{status} from {route}: a restricted key without this route's scope", status)
         if status == 200:
-            return Verdict.live(f"200 from GET /{path}")
-        if status == 401:
-            return Verdict.dead(f"401: {provider_message(response)}", status)
-        return Verdict.unknown(f"{status} from GET /{path}: {provider_message(response)}", status)
+            return listing(answer, route)
+        if status == 401 and _invalid_api_key(answer):
+            return Verdict.dead(f"401 invalid_api_key: {provider_message(answer)}", status)
+        return refused(answer, route, provider_message(answer) if status >= 400 else "")
 
     # ---- identify --------------------------------------------------------------------------
 
@@ -670,6 +675,18 @@ def _lacks_scope(response: httpx.Response) -> bool:
     insufficient permissions for this operation. Missing scopes: ...": the key is valid."""
     message = provider_message(response).lower()
     return "missing scopes" in message or "insufficient permissions" in message
+
+
+def _invalid_api_key(response: httpx.Response) -> bool:
+    """OpenAI's answer for a key it does not accept (deleted, revoked, mistyped): 401 with code
+    ``invalid_api_key``, "Incorrect API key provided: sk-...". Other 401s ("IP not authorized",
+    "You must be a member of an organization to use the API") say nothing about the key."""
+    error = json_body(response).get("error")
+    if not isinstance(error, dict):
+        return False
+    return error.get("code") == "invalid_api_key" or str(error.get("message") or "").startswith(
+        "Incorrect API key provided"
+    )
 
 
 def _kind(key: Secret) -> str | None:
