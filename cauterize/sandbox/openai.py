@@ -3,7 +3,11 @@
 It follows the public API (shared/specs/openai-openapi.yaml) and the emulator contract of
 provider-apis.md 7.1: admin routes take only admin keys, the data plane (``/models``, ``/me``)
 takes live project and service-account keys, errors use OpenAI's error body, lists and usage
-pages paginate the way the official SDK expects, and deleting a key makes it answer 401.
+pages paginate the way the official SDK expects, and deleting a key makes it answer 401 (after
+``revocation_delay_s`` of the emulator's clock: the real data plane takes a while to hear of it).
+Deleting one service account's key leaves the account and its other keys alive (the 2026 API;
+``legacy_service_account_delete=True`` restores the older 400). ``add_admin_key(scopes=[...])``
+makes a restricted admin key: a route outside its scopes answers 403 "Missing scopes: ...".
 
     emulator = OpenAIEmulator()
     admin_key = emulator.add_admin_key()
@@ -47,6 +51,9 @@ _MISSING_SCOPES = (
 )
 #: the scope a restricted key needs on each data-plane route (answered 401 with _MISSING_SCOPES without it)
 _ROUTE_SCOPES = {"/models": "api.model.read"}
+#: how a restricted admin key's 403 body looks: OpenAI's error object, ``{"error": "<message>"}`` as
+#: some answers have it, or plain text (a proxy)
+MISSING_SCOPE_BODIES = ("object", "string", "text")
 _SA_ROLES = ("member", "owner")
 
 
@@ -127,6 +134,7 @@ class AdminKey:
     last_used_at: int | None = None
     expires_at: int | None = None
     deleted: bool = False
+    scopes: list[str] | None = None  # a restricted admin key's scopes; None: all permissions
 
 
 @dataclass
@@ -150,12 +158,20 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        shape: str = "object",
     ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
         self.headers = headers or {}
+        self.shape = shape  # one of MISSING_SCOPE_BODIES
 
     def response(self) -> httpx.Response:
+        if self.shape == "text":
+            return httpx.Response(
+                self.status, text=self.message, headers={"content-type": "text/plain", **self.headers}
+            )
+        if self.shape == "string":
+            return _json_response(self.status, {"error": self.message}, self.headers)
         body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
         return _json_response(self.status, body, self.headers)
 
@@ -201,7 +217,20 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
 
 
-_TABLE = [(method, _compile(path), handler, auth) for method, path, handler, auth in _ROUTES]
+def _admin_scope(method: str, template: str) -> str:
+    """The admin-key scope a route needs (the names OpenAI's refusals quote; providers/openai.py
+    ADMIN_SCOPES has the sources)."""
+    if template.startswith("/organization/usage/") or template == "/organization/costs":
+        return "api.usage.read"
+    if template == "/organization/audit_logs":
+        return "api.audit_logs.read"
+    return "api.management.read" if method == "GET" else "api.management.write"
+
+
+_TABLE = [
+    (method, _compile(path), handler, auth, _admin_scope(method, path) if auth == "admin" else _ROUTE_SCOPES.get(path))
+    for method, path, handler, auth in _ROUTES
+]
 
 
 class OpenAIEmulator:
@@ -215,8 +244,20 @@ class OpenAIEmulator:
         redact_head: int = 8,
         redact_tail: int = 4,
         org_name: str = "Sandbox Org",
+        legacy_service_account_delete: bool = False,
+        revocation_delay_s: float = 0.0,
+        missing_scope_body: str = "object",
     ):
+        if missing_scope_body not in MISSING_SCOPE_BODIES:
+            raise ValueError(f"missing_scope_body must be one of {', '.join(MISSING_SCOPE_BODIES)}")
         self._clock = now or (lambda: datetime.now(UTC))
+        #: an API older than 2026: DELETE .../api_keys/{id} answers 400 for a service account's key
+        self.legacy_service_account_delete = legacy_service_account_delete
+        #: seconds (emulator clock) a deleted key, or a key of a deleted account or archived project,
+        #: still works on the data plane; the admin API shows it deleted at once
+        self.revocation_delay_s = revocation_delay_s
+        self.missing_scope_body = missing_scope_body
+        self._revoked_at: dict[str, float] = {}  # key, service account or project id -> when, in seconds
         self.base_path = base_path.rstrip("/")
         self.redact_head, self.redact_tail = redact_head, redact_tail
         self.org = {"object": "organization", "id": _new_id("org-"), "title": org_name, "role": "owner"}
@@ -244,6 +285,7 @@ class OpenAIEmulator:
     def archive_project(self, project_id: str) -> None:
         """Archive a project: its keys stop working, its service accounts are gone."""
         self.projects[project_id].archived_at = self._now()
+        self._revoked_at[project_id] = self._seconds()
 
     def add_user(self, name: str = "Dana Developer", email: str | None = None) -> str:
         user_id = _new_id("user-")
@@ -251,9 +293,13 @@ class OpenAIEmulator:
         self._remember(self.users, User(user_id, name, email, self._now()))
         return user_id
 
-    def add_admin_key(self, name: str = "cauterize admin", *, value: str | None = None) -> str:
-        """Create an admin key and return its value."""
+    def add_admin_key(
+        self, name: str = "cauterize admin", *, value: str | None = None, scopes: list[str] | None = None
+    ) -> str:
+        """Create an admin key and return its value; with ``scopes`` (e.g. ``["api.management.read"]``)
+        a restricted one, refused with 403 "Missing scopes" on routes outside them."""
         key = AdminKey(_new_id("key_", 16), value or new_key_value("admin"), name, self._now(), self._default_user())
+        key.scopes = list(scopes) if scopes is not None else None
         self._remember(self.admin_keys, key)
         return key.value
 
@@ -361,7 +407,7 @@ class OpenAIEmulator:
         self._audit("api_key.updated", key.project_id, {"id": key.id, "changes_requested": {"scopes": key.scopes}}, session)
 
     def is_live(self, value: str) -> bool:
-        """Would the data plane accept this key value?"""
+        """Would the data plane accept this key value (now, by the emulator's clock)?"""
         key = self._key_by_value(value)
         return key is not None and self._alive(key)
 
@@ -415,11 +461,11 @@ class OpenAIEmulator:
         if not request.path.startswith(self.base_path + "/"):
             raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
         sub = request.path[len(self.base_path) :]
-        for method, pattern, handler, auth in _TABLE:
+        for method, pattern, handler, auth, scope in _TABLE:
             match = pattern.match(sub)
             if match and method == request.method:
                 actor = self._authenticate(request, auth)
-                _require_scope(actor, _ROUTE_SCOPES.get(sub))
+                _require_scope(actor, scope, self.missing_scope_body)
                 call = _Call(match.groupdict(), Query(request.query), _json_body(request), actor)
                 return _json_response(200, getattr(self, handler)(call))
         raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
@@ -540,11 +586,11 @@ class OpenAIEmulator:
 
     def _delete_project_api_key(self, call: _Call) -> Body:
         key = self._project_key(call)
-        if key.owner_type == "service_account":
+        if key.owner_type == "service_account" and self.legacy_service_account_delete:
             raise ApiError(
                 400, "API keys owned by a service account cannot be deleted. Delete the service account instead."
             )
-        key.deleted = True
+        self._delete_key(key)
         self._audit("api_key.deleted", key.project_id, {"id": key.id}, call.actor)
         return {"object": "organization.project.api_key.deleted", "id": key.id, "deleted": True}
 
@@ -585,9 +631,10 @@ class OpenAIEmulator:
     def _delete_service_account(self, call: _Call) -> Body:
         sa = self._service_account(call)
         sa.deleted = True
+        self._revoked_at[sa.id] = self._seconds()
         for key in self.keys.values():
             if key.owner_type == "service_account" and key.owner_id == sa.id and not key.deleted:
-                key.deleted = True
+                self._delete_key(key)
                 self._audit("api_key.deleted", key.project_id, {"id": key.id}, call.actor)
         self._audit("service_account.deleted", sa.project_id, {"id": sa.id}, call.actor)
         return {"object": "organization.project.service_account.deleted", "id": sa.id, "deleted": True}
@@ -709,10 +756,31 @@ class OpenAIEmulator:
     def _default_user(self) -> str:
         return next(iter(self.users)) if self.users else self.add_user()
 
+    def _seconds(self) -> float:
+        when = self._clock()
+        if isinstance(when, datetime):
+            return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        return float(when)
+
+    def _delete_key(self, key: ApiKey) -> None:
+        key.deleted = True
+        self._revoked_at[key.id] = self._seconds()
+
     def _alive(self, key: ApiKey) -> bool:
+        """Does the data plane accept the key? A revocation (of the key, its service account or its
+        project) takes ``revocation_delay_s`` to reach it; one with no recorded time (a test set
+        ``deleted`` by hand) at once."""
         project = self.projects[key.project_id]
         sa = self.service_accounts.get(key.owner_id)
-        return not key.deleted and project.archived_at is None and not (sa and sa.deleted)
+        revoked = [
+            thing.id
+            for thing, gone in ((key, key.deleted), (project, project.archived_at is not None), (sa, sa and sa.deleted))
+            if gone
+        ]
+        now = self._seconds()
+        return all(
+            thing in self._revoked_at and now < self._revoked_at[thing] + self.revocation_delay_s for thing in revoked
+        )
 
     def _key_by_value(self, value: str) -> ApiKey | None:
         return next((k for k in self.keys.values() if k.value == value), None)
@@ -886,8 +954,11 @@ def _epoch_or_none(when: datetime | float | None) -> int | None:
 __all__ = ["ApiError", "OpenAIEmulator", "RecordedRequest", "new_key_value"]
 
 
-def _require_scope(actor: AdminKey | ApiKey, scope: str | None) -> None:
-    """A restricted key without the route's scope authenticates but is refused: OpenAI answers 401
-    with "insufficient permissions ... Missing scopes", code null (not ``invalid_api_key``)."""
+def _require_scope(actor: AdminKey | ApiKey, scope: str | None, admin_shape: str = "object") -> None:
+    """A restricted key without the route's scope authenticates but is refused: OpenAI answers a
+    project key 401 with "insufficient permissions ... Missing scopes", code null (not
+    ``invalid_api_key``), and an admin key 403 (in ``admin_shape``, one of MISSING_SCOPE_BODIES)."""
     if scope and isinstance(actor, ApiKey) and actor.scopes and scope not in actor.scopes:
         raise ApiError(401, _MISSING_SCOPES.format(scope=scope))
+    if scope and isinstance(actor, AdminKey) and actor.scopes is not None and scope not in actor.scopes:
+        raise ApiError(403, _MISSING_SCOPES.format(scope=scope), shape=admin_shape)

@@ -23,6 +23,8 @@ from cauterize.sandbox.server import ServedApp, serve
 
 MARKER = ".cauterize-demo"
 LEAKED_ENV = "CAUTERIZE_SANDBOX_LEAKED_KEY"
+#: seconds a revoked key keeps working on the emulator's data plane, as a real provider's does (default 0)
+DELAY_ENV = "CAUTERIZE_SANDBOX_REVOCATION_DELAY"
 
 
 @dataclass
@@ -77,7 +79,7 @@ def build_world(root: Path, *, now: datetime | None = None) -> World:
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     (root / MARKER).write_text("a cauterize demo world; `cauterize demo --workdir` replaces it\n")
-    emulator = OpenAIEmulator()
+    emulator = OpenAIEmulator(revocation_delay_s=_revocation_delay())
     admin_key = emulator.add_admin_key()
     project = emulator.add_project("customer-support-bot")
     emulator.add_project("internal-tools")
@@ -102,6 +104,17 @@ def build_world(root: Path, *, now: datetime | None = None) -> World:
     runbook.write_text(resources.files("cauterize.runbooks").joinpath("sandbox.yaml").read_text())
     env = {"OPENAI_BASE_URL": f"{app.url}/v1", "OPENAI_ADMIN_KEY": admin_key, LEAKED_ENV: leaked}
     return World(root, runbook, remote, clone, emulator, app, key_id, leaked_at, env)
+
+
+def _revocation_delay() -> float:
+    text = os.environ.get(DELAY_ENV) or "0"
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = -1.0
+    if not 0 <= delay <= 3600:
+        raise InputError(f"{DELAY_ENV}={text!r}: give the seconds a revoked key keeps working, 0 to 3600")
+    return delay
 
 
 def _seed_usage(emulator: OpenAIEmulator, key_id: str, *, leaked_at: datetime, now: datetime) -> None:

@@ -118,11 +118,12 @@ def test_list_project_api_keys_honours_owner_project_access(conforms, api, emula
     assert listed["owner"]["type"] == "user" and listed["owner"]["user"]["id"].startswith("user-")
 
 
-def test_delete_project_api_key_and_the_service_account_refusal(conforms, is_error_body, api, emulator):
+def test_delete_project_api_key_of_a_user_and_of_a_service_account(conforms, is_error_body, api, emulator):
     project = emulator.add_project("prod")
     key_id, value = emulator.add_user_key(project)
     sa = emulator.add_service_account(project)
-    sa_key_id, _ = emulator.add_service_account_key(project, sa)
+    sa_key_id, sa_value = emulator.add_service_account_key(project, sa)
+    sibling_id, sibling = emulator.add_service_account_key(project, sa, name="sibling")
 
     deleted = conforms(api.delete(f"/organization/projects/{project}/api_keys/{key_id}"))
     assert deleted == {"object": "organization.project.api_key.deleted", "id": key_id, "deleted": True}
@@ -132,9 +133,51 @@ def test_delete_project_api_key_and_the_service_account_refusal(conforms, is_err
     again = api.delete(f"/organization/projects/{project}/api_keys/{key_id}")
     assert again.status_code == 404 and is_error_body(again)["type"] == "invalid_request_error"
 
-    refused = api.delete(f"/organization/projects/{project}/api_keys/{sa_key_id}")
-    assert refused.status_code == 400
+    # the 2026 API: one service-account key goes, the account and its other keys stay
+    one = conforms(api.delete(f"/organization/projects/{project}/api_keys/{sa_key_id}"))
+    assert one == {"object": "organization.project.api_key.deleted", "id": sa_key_id, "deleted": True}
+    assert not emulator.is_live(sa_value) and emulator.is_live(sibling)
+    assert conforms(api.get(f"/organization/projects/{project}/service_accounts/{sa}"))["id"] == sa
+    listed = conforms(api.get(f"/organization/projects/{project}/api_keys"))
+    assert {k["id"] for k in listed["data"]} == {sibling_id}
+
+    emulator.legacy_service_account_delete = True  # an older API refuses a service-account key
+    refused = api.delete(f"/organization/projects/{project}/api_keys/{sibling_id}")
+    assert refused.status_code == 400 and emulator.is_live(sibling)
     conforms(refused)  # delete-project-api-key declares its 400 ErrorResponse
+
+
+def test_a_restricted_admin_key_is_refused_outside_its_scopes(is_error_body, emulator):
+    project = emulator.add_project("prod")
+    reader = emulator.add_admin_key("reader", scopes=["api.management.read"])
+
+    def call(method: str, path: str) -> httpx.Response:
+        with httpx.Client(transport=httpx.MockTransport(emulator), base_url="https://api.openai.com/v1") as client:
+            return client.request(method, path, headers={"Authorization": f"Bearer {reader}"})
+
+    assert call("GET", f"/organization/projects/{project}/api_keys").status_code == 200
+    for method, path, scope in [
+        ("GET", "/organization/usage/completions?start_time=0", "api.usage.read"),
+        ("GET", "/organization/costs?start_time=0", "api.usage.read"),
+        ("GET", "/organization/audit_logs", "api.audit_logs.read"),
+        ("POST", f"/organization/projects/{project}/service_accounts", "api.management.write"),
+    ]:
+        refused = call(method, path)
+        assert refused.status_code == 403, path
+        assert f"Missing scopes: {scope}." in is_error_body(refused)["message"]
+
+    emulator.missing_scope_body = "string"
+    assert call("GET", "/organization/costs?start_time=0").json() == {"error": emulator_message("api.usage.read")}
+    emulator.missing_scope_body = "text"
+    text = call("GET", "/organization/costs?start_time=0")
+    assert text.status_code == 403 and text.text == emulator_message("api.usage.read")
+    assert text.headers["content-type"].startswith("text/plain")
+
+
+def emulator_message(scope: str) -> str:
+    from cauterize.sandbox.openai import _MISSING_SCOPES
+
+    return _MISSING_SCOPES.format(scope=scope)
 
 
 def test_service_accounts_create_mint_and_cascade_delete(conforms, api, emulator):

@@ -18,3 +18,17 @@ def test_prepare_root_replaces_an_earlier_demo(tmp_path):
     (root / "old").write_text("")
     assert prepare_root(root) == root.resolve()
     assert list(root.iterdir()) == []
+
+
+def test_the_sandbox_revocation_delay_comes_from_the_environment(tmp_path, monkeypatch):
+    from cauterize.sandbox.world import DELAY_ENV, build_world
+
+    monkeypatch.setenv(DELAY_ENV, "2.5")
+    world = build_world(tmp_path / "w")
+    try:
+        assert world.emulator.revocation_delay_s == 2.5
+    finally:
+        world.close()
+    monkeypatch.setenv(DELAY_ENV, "soon")
+    with pytest.raises(InputError, match=DELAY_ENV):
+        build_world(tmp_path / "x")
