@@ -65,7 +65,8 @@ class ProviderConfig(Strict):
     resource_group: str | None = None  # Azure
     account: str | None = None  # Azure OpenAI resource name
     mint: Literal["service-account", "api", "manual"] = "service-account"
-    revoke: Literal["default", "disable", "delete", "inactive", "archived"] = "default"
+    revoke: Literal["default", "disable", "delete", "inactive", "archived", "key", "service-account"] = "default"
+    service_account: str | None = None  # OpenAI: where a user key's replacement is minted (svc_acct_...)
     #: how long a revocation may take to propagate (90s, 5m...); default: the provider's (providers/base.py)
     confirm_timeout: str | float | None = None
 

@@ -120,7 +120,7 @@ def test_the_replacement_carries_the_scopes_and_the_role(openai):
 def test_an_unrestricted_replacement_is_one_call_and_a_refused_scoped_key_falls_back(openai):
     emulator, provider = openai
     project = emulator.add_project("prod")
-    like = KeyIdentity("openai", "key_old", project, "service_account", "svc_acct_old")
+    like = KeyIdentity("openai", "key_old", project, "user", "user-old")  # a user key: a new account
     minted = provider.mint(like, "plain", CarriedScopes("openai", True, (), project, role="member"))
     assert emulator.keys[minted.identity.key_id].scopes == [] and minted.scopes == ()
     assert not emulator.calls("POST", "/v1/organization/projects/*/service_accounts/*/api_keys")

@@ -134,6 +134,7 @@ class ProviderSettings:
     account: str | None = None
     mint: str = "service-account"
     revoke: str = "default"
+    service_account: str | None = None  # OpenAI: the service account a user key's replacement goes on
     confirm_timeout: float | None = None  # seconds; None: the provider's default window
     timeout: float = 10.0
     transport: httpx.BaseTransport | None = None  # the test seam: MockTransport or None for sockets
@@ -172,6 +173,7 @@ def settings_for(
         account=get("account"),
         mint=get("mint") or "service-account",
         revoke=get("revoke") or "default",
+        service_account=get("service_account"),
         confirm_timeout=_seconds(get("confirm_timeout")),
         transport=transport,
     )

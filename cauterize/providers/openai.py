@@ -8,8 +8,10 @@ status codes become cauterize errors; provider messages are masked before they a
 
 ``OpenAIProvider`` implements the provider protocol on top of it: liveness through
 ``GET /models``, identification by walking every project's keys and matching ``redacted_value``,
-revocation (a user key is deleted; a service-account key dies with its service account), minting
-through a new service account, and per-key completions usage.
+revocation of exactly the leaked key (``DELETE .../api_keys/{id}``, for service-account keys too
+since the 2026 API; the whole service account only when the runbook asks or an older API refuses),
+minting the replacement on the leaked key's own service account (else the runbook's, else a new
+one), and per-key completions usage. ``ADMIN_SCOPES`` names the admin-key scopes each step needs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cauterize.errors import (
     InputError,
     KeyNotFound,
     ManualStepRequired,
+    MissingPermission,
     ProviderError,
     ProviderRejected,
 )
@@ -61,9 +64,46 @@ _KEYLIKE = re.compile(r"\b(?:sk|sess)-[A-Za-z0-9_*\-]{4,}")
 #: the largest usage page per bucket width (provider-apis.md 1.1)
 _USAGE_LIMITS = {"1m": 1440, "1h": 168, "1d": 31}
 
+#: The admin-key scopes each step calls for (a restricted admin key: platform.openai.com, Admin keys,
+#: Permissions "Restricted"; the console's "Organization Administration" Read / Write are the
+#: ``api.management.*`` pair). The spec names none of them (every admin operation is plain
+#: ``AdminApiKeyAuth``); the names are the ones OpenAI's own refusals quote, "Missing scopes: ...":
+#: api.management.read (list projects, keys, service accounts) and api.management.write (create a
+#: service account) in community.openai.com threads 1345041 and 1368874; api.usage.read for
+#: /organization/usage/* and /organization/costs and api.audit_logs.read for /organization/audit_logs
+#: as quoted by third-party integrations (VERIFY against a restricted key of a real organisation).
+ADMIN_SCOPES: dict[str, list[str]] = {
+    # walk projects and their keys (admin keys: GET /organization/admin_api_keys)
+    "identify": ["api.management.read"],
+    # DELETE .../api_keys/{id}, .../service_accounts/{id}, /organization/admin_api_keys/{id}
+    "revoke": ["api.management.read", "api.management.write"],
+    # POST .../service_accounts[/{id}/api_keys], POST .../service_accounts/{id} (role); a
+    # crash-resume lists keys and service accounts to find an orphaned replacement
+    "rotate": ["api.management.read", "api.management.write"],
+    # GET /organization/usage/completions and /organization/costs
+    "evidence": ["api.usage.read"],
+    # GET /organization/audit_logs: the leaked key's scopes and a service account's role (rotate)
+    "audit": ["api.audit_logs.read"],
+}
+#: notes on a minted identity telling ``revoke`` what cauterize made: delete the account it created
+#: for the replacement; delete only a key it added beside an account's other keys
+_NEW_ACCOUNT_NOTE = "cauterize created service account {account} for this replacement"
+_ON_ACCOUNT_NOTE = "cauterize minted this replacement on service account {account}, beside its other keys"
+_MISSING_SCOPES = re.compile(r"missing scopes?:\s*(.*?)(?:\.\s|\.?$)", re.IGNORECASE | re.DOTALL)
+_SCOPE_NAME = re.compile(r"[A-Za-z_]+(?:\.[A-Za-z_]+)+")
+
+
+class SingleKeyDeleteRefused(ProviderRejected):
+    """400 to ``DELETE .../api_keys/{id}``: an OpenAI API older than 2026 does not delete a key that a
+    service account owns (only the whole service account)."""
+
 
 class OpenAIAdmin:
-    """OpenAI's organisation admin API. ``client`` carries the base URL and the admin bearer."""
+    """OpenAI's organisation admin API. ``client`` carries the base URL and the admin bearer.
+
+    ``admin_key_shaped``: the credential looks like an admin key, so a "Missing scopes" refusal means
+    a restricted admin key (``MissingPermission``); a project key gets the same refusal, and then the
+    fix is an admin key (``AdminAuthError``)."""
 
     def __init__(
         self,
@@ -72,11 +112,13 @@ class OpenAIAdmin:
         policy: RetryPolicy = DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         page_size: int = 100,
+        admin_key_shaped: bool = True,
     ):
         self._client = client
         self._policy = policy
         self._sleep = sleep
         self.page_size = page_size
+        self._admin_key_shaped = admin_key_shaped
 
     # ---- projects --------------------------------------------------------------------------
 
@@ -119,8 +161,13 @@ class OpenAIAdmin:
         return self._get(f"organization/projects/{project_id}/api_keys/{key_id}", not_found=KeyNotFound)
 
     def delete_project_api_key(self, project_id: str, key_id: str) -> Json:
-        """``DELETE /organization/projects/{project_id}/api_keys/{key_id}``: 400 for a service-account key."""
-        return self._call("DELETE", f"organization/projects/{project_id}/api_keys/{key_id}", not_found=KeyNotFound)
+        """``DELETE /organization/projects/{project_id}/api_keys/{key_id}``: deletes a user's or a service
+        account's key (2026 API; the account keeps its other keys). 404: gone already; 400 from an
+        older API for a service-account key: ``SingleKeyDeleteRefused``."""
+        return self._call(
+            "DELETE", f"organization/projects/{project_id}/api_keys/{key_id}", not_found=KeyNotFound,
+            bad_request=SingleKeyDeleteRefused,
+        )
 
     # ---- service accounts ------------------------------------------------------------------
 
@@ -275,36 +322,93 @@ class OpenAIAdmin:
         return self._call("GET", path, params=params, **kwargs)
 
     def _call(
-        self, method: str, path: str, *, not_found: type[ProviderError] = ProviderRejected, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        not_found: type[ProviderError] = ProviderRejected,
+        bad_request: type[ProviderRejected] = ProviderRejected,
+        **kwargs: Any,
     ) -> Json:
         what = f"OpenAI {method} /{path}"
         response = send(self._client, method, path, what=what, policy=self._policy, sleep=self._sleep, **kwargs)
         if response.status_code >= 400:
-            raise _error_for(response, what, not_found)
+            raise _error_for(
+                response, what, not_found, bad_request=bad_request, admin_key_shaped=self._admin_key_shaped
+            )
         return json_object(response, what)
 
 
-def _error_for(response: httpx.Response, what: str, not_found: type[ProviderError]) -> ProviderError:
-    """Map an OpenAI error answer to a cauterize error (quoting OpenAI's message, masked)."""
+def _error_for(
+    response: httpx.Response,
+    what: str,
+    not_found: type[ProviderError],
+    *,
+    bad_request: type[ProviderRejected] = ProviderRejected,
+    admin_key_shaped: bool = True,
+) -> ProviderError:
+    """Map an OpenAI error answer to a cauterize error (quoting OpenAI's message, masked).
+
+    401/403 "insufficient permissions ... Missing scopes: api.usage.read" from an admin key is a
+    restricted key (``MissingPermission``, naming the scope); any other 401/403 an ``AdminAuthError``."""
     status, message = response.status_code, provider_message(response)
     if status in (401, 403):
+        missing = _missing_scopes(message)
+        if missing is not None and admin_key_shaped:
+            scope = ", ".join(missing) or None
+            needs = f"the scope {scope}" if scope else "a scope it was not given"
+            return MissingPermission(
+                f"the OpenAI admin key lacks {needs} for {what} ({status}): {message}",
+                permission=scope,
+                remediation=(
+                    f"Give the admin key {needs} (platform.openai.com/settings/organization/admin-keys: edit the "
+                    "key, Permissions Restricted or All), or set OPENAI_ADMIN_KEY to an admin key that has it; "
+                    "`cauterize permissions` lists the scopes each step needs."
+                ),
+            )
         return AdminAuthError(
             f"the OpenAI admin key was rejected ({status}): {message}", remediation=_ADMIN_REMEDIATION
         )
     if status == 404:
         return not_found(f"{what}: not found (404): {message}")
+    if status == 400:
+        return bad_request(f"{what}: OpenAI refused the request (400): {message}")
     return ProviderRejected(f"{what}: OpenAI refused the request ({status}): {message}")
 
 
+def _missing_scopes(message: str) -> list[str] | None:
+    """The scopes a "Missing scopes: a.b.read, c.d.write." refusal names ([] when the text says only
+    "insufficient permissions"); None when it is no scope refusal."""
+    match = _MISSING_SCOPES.search(message)
+    if match:
+        return _SCOPE_NAME.findall(match.group(1))
+    return [] if "insufficient permissions" in message.lower() else None
+
+
 def provider_message(response: httpx.Response) -> str:
-    """``error.message`` of an OpenAI error body, with anything key-shaped masked."""
+    """``error.message`` of an OpenAI error body (or the body itself when it is a bare string or not
+    JSON at all), with anything key-shaped masked."""
     try:
-        error = response.json().get("error") or {}
-        message = str(error.get("message") or "") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        message = ""
+        body = response.json()
+    except ValueError:
+        body = _text(response)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = str(error.get("message") or "")
+        else:
+            message = str(error or body.get("message") or "")
+    else:
+        message = "" if body is None else str(body)
     message = scrub(_KEYLIKE.sub("[key redacted]", message or response.reason_phrase or "no message"))
     return " ".join(message.split())[:300]
+
+
+def _text(response: httpx.Response) -> str:
+    try:
+        return response.text
+    except (UnicodeDecodeError, LookupError, httpx.ResponseNotRead):
+        return ""
 
 
 def _params(**values: Any) -> Params:
@@ -362,6 +466,7 @@ class OpenAIProvider:
         self._policy, self._sleep = policy, sleep
         self._data = new_client(self._base_url, timeout=settings.timeout, transport=settings.transport)
         self._admin: OpenAIAdmin | None = None
+        self._minted: set[str] = set()  # key ids this instance minted beside other keys of an account
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_url={self._base_url!r})"
@@ -379,7 +484,8 @@ class OpenAIProvider:
             client = new_client(
                 self._base_url, headers=_bearer(key), timeout=self.settings.timeout, transport=self.settings.transport
             )
-            self._admin = OpenAIAdmin(client, policy=self._policy, sleep=self._sleep)
+            shaped = _kind(key) not in ("proj", "svcacct", "service")  # a project key: the fix is an admin key
+            self._admin = OpenAIAdmin(client, policy=self._policy, sleep=self._sleep, admin_key_shaped=shaped)
         return self._admin
 
     def close(self) -> None:
@@ -475,41 +581,68 @@ class OpenAIProvider:
     # ---- revoke ----------------------------------------------------------------------------
 
     def revoke(self, identity: KeyIdentity) -> RevokeResult:
-        """Delete a user key; delete the service account of a service-account key; delete an admin key."""
-        if identity.owner_type == "service_account" and identity.owner_id:
-            return self._revoke_service_account(identity, _project_of(identity), identity.owner_id)
-        if not identity.key_id:
-            raise InputError("cannot revoke an OpenAI key without its key id; identify it first")
+        """Delete exactly the key: ``DELETE .../api_keys/{id}`` for a user's and a service account's key
+        (the account and its other keys live on), ``DELETE /organization/admin_api_keys/{id}`` for an
+        admin key. The whole service account is deleted only when the runbook says
+        ``providers.openai.revoke: service-account``, when an older API answers 400 to the single-key
+        delete (the action item then names the sibling keys that died), or when cauterize created
+        the account for a replacement it now takes back. 404: already revoked."""
         if identity.owner_type == "admin":
+            if not identity.key_id:
+                raise InputError("cannot revoke an OpenAI admin key without its key id; identify it first")
             return self._revoke_with(
                 identity, "deleted-admin-key", lambda: self.admin.delete_admin_api_key(identity.key_id)
             )
         project = _project_of(identity)
+        account = identity.owner_id if identity.owner_type == "service_account" else None
+        if account and (not identity.key_id or _NEW_ACCOUNT_NOTE.format(account=account) in identity.notes):
+            # a replacement's own account (from mint, or an orphan find_minted found): it holds nothing else
+            return self._revoke_service_account(identity, project, account, None)
+        if not identity.key_id:
+            raise InputError("cannot revoke an OpenAI key without its key id; identify it first")
+        beside = _ON_ACCOUNT_NOTE.format(account=account) in identity.notes  # a replacement among other keys
+        if account and self.settings.revoke == "service-account" and not beside:
+            return self._revoke_service_account(
+                identity, project, account, "the runbook asks for it: providers.openai.revoke is service-account"
+            )
         try:
             return self._revoke_with(
                 identity, "deleted-key", lambda: self.admin.delete_project_api_key(project, identity.key_id)
             )
-        except ProviderRejected:  # 400: the key belongs to a service account after all
-            owner = self._owner_of(project, identity.key_id)
-            if owner.get("type") != "service_account":
+        except SingleKeyDeleteRefused as exc:
+            if beside:  # never take the account's other keys down with a replacement
+                raise ManualStepRequired(
+                    f"OpenAI refused to delete the replacement {identity.key_id} alone ({exc.message}); delete it "
+                    f"in the console (project {project}, API keys), not its service account {account}"
+                ) from exc
+            owner = account or ((self._owner_of(project, identity.key_id).get("service_account") or {}).get("id"))
+            if not owner:
                 raise
-            return self._revoke_service_account(identity, project, owner["service_account"]["id"])
+            LOGGER.warning("OpenAI refused to delete key %s alone: deleting service account %s", identity.key_id, owner)
+            why = "OpenAI refused to delete the single service-account key (400: an API older than 2026)"
+            return self._revoke_service_account(identity, project, owner, why)
 
-    def _revoke_service_account(self, identity: KeyIdentity, project: str, sa_id: str) -> RevokeResult:
-        siblings = self._sibling_keys(project, sa_id, identity.key_id)
+    def _revoke_service_account(
+        self, identity: KeyIdentity, project: str, sa_id: str, why: str | None
+    ) -> RevokeResult:
+        """Delete the service account; with ``why``, an action item says so and names the siblings that died."""
+        siblings = self._sibling_keys(project, sa_id, identity.key_id) if why else None
         result = self._revoke_with(
             identity, "deleted-service-account", lambda: self.admin.delete_project_service_account(project, sa_id)
         )
-        if result.action != "deleted-service-account":
+        if result.action != "deleted-service-account" or why is None:
             return result
         if siblings is None:
             consequence = "every other key it held was revoked too; find and replace any other use of it"
         elif siblings:
             consequence = f"its other keys {', '.join(siblings)} were revoked too; replace them wherever they are used"
+            mine = [k for k in siblings if k in self._minted]
+            if mine:
+                consequence += f" (among them the replacement {', '.join(mine)} minted on it: mint another)"
         else:
             consequence = "it held no other key"
-        item = f"service account {sa_id} in project {project} was deleted to revoke {identity.key_id}: {consequence}"
-        return RevokeResult(result.identity, result.action, (item,))
+        item = f"service account {sa_id} in project {project} was deleted to revoke {identity.key_id} ({why})"
+        return RevokeResult(result.identity, result.action, (f"{item}: {consequence}",))
 
     def _revoke_with(self, identity: KeyIdentity, action: str, delete: Callable[[], Json]) -> RevokeResult:
         try:
@@ -521,7 +654,7 @@ class OpenAIProvider:
     def _owner_of(self, project: str, key_id: str) -> Json:
         return self.admin.retrieve_project_api_key(project, key_id).get("owner") or {}
 
-    def _sibling_keys(self, project: str, sa_id: str, key_id: str) -> list[str] | None:
+    def _sibling_keys(self, project: str, sa_id: str, key_id: str | None) -> list[str] | None:
         """Other keys of the service account, to name in the action item (None if they could not be listed)."""
         try:
             return [
@@ -535,11 +668,11 @@ class OpenAIProvider:
     # ---- mint ------------------------------------------------------------------------------
 
     def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
-        """Create a service account named ``name`` in ``like.project``; its key is the replacement.
-
-        With ``scopes`` (read from the revoked key at intake) the replacement carries the same: the
-        account is created without a key (``create_service_account_only``), given the old role, and
-        its key is created with the old scopes, since only that endpoint takes scopes."""
+        """A key named ``name`` with the old key's scopes (``scopes``, read at rotate), on the leaked key's
+        own service account (same identity and role: ``POST .../service_accounts/{id}/api_keys``), else
+        on the runbook's ``providers.openai.service_account``, else on a new service account. A refused
+        mint on an existing account (an older API, a proxy: 404/400) falls back to a new account and
+        says why, in the log and the identity's notes."""
         if self.settings.mint == "manual" or like.owner_type == "admin":
             carry = f"; {scopes.summary()}" if scopes is not None else ""
             raise ManualStepRequired(
@@ -547,6 +680,49 @@ class OpenAIProvider:
                 f"(platform.openai.com) and paste it into the prompt{carry}"
             )
         project = _project_of(like)
+        account = self._account_for(like)
+        notes: list[str] = []
+        if account:
+            try:
+                return self._mint_on_account(project, account, name, scopes)
+            except ProviderRejected as exc:
+                reason = (
+                    f"OpenAI refused a new key on service account {account} ({exc.message}); "
+                    "the replacement is on a new service account"
+                )
+                LOGGER.warning("%s", reason)
+                notes.append(reason)
+        return self._mint_new_account(project, name, scopes, notes)
+
+    def _account_for(self, like: KeyIdentity) -> str | None:
+        """Where the replacement goes: the leaked key's own service account, unless the runbook has it
+        deleted on revoke (``revoke: service-account``); else the runbook's named account."""
+        own = like.owner_id if like.owner_type == "service_account" else None
+        doomed = own if self.settings.revoke == "service-account" else None
+        return next((a for a in (own, self.settings.service_account) if a and a != doomed), None)
+
+    def _mint_on_account(self, project: str, account: str, name: str, scopes: CarriedScopes | None) -> MintedKey:
+        """``POST .../service_accounts/{account}/api_keys`` with ``name`` and the carried scopes: the role
+        is the account's own, nothing else to copy."""
+        carried = tuple(scopes.scopes) if scopes is not None and scopes.scopes else ()
+        api_key = self.admin.create_service_account_api_key(project, account, name, scopes=list(carried) or None)
+        if not api_key.get("value") or not api_key.get("id"):
+            raise ProviderRejected(f"OpenAI answered a new key on service account {account} without its value")
+        self._minted.add(api_key["id"])
+        identity = KeyIdentity(
+            "openai", api_key["id"], project, "service_account", account, api_key.get("name") or name,
+            (_ON_ACCOUNT_NOTE.format(account=account),),
+        )
+        return MintedKey(Secret(api_key["value"]), identity, carried)
+
+    def _mint_new_account(
+        self, project: str, name: str, scopes: CarriedScopes | None, notes: list[str]
+    ) -> MintedKey:
+        """Create a service account named ``name`` in ``project``; its key is the replacement.
+
+        With ``scopes`` the replacement carries the same: the account is created without a key
+        (``create_service_account_only``), given the old role, and its key is created with the old
+        scopes, since only that endpoint takes scopes."""
         restricted = scopes is not None and bool(scopes.scopes)
         role = (scopes.role if scopes is not None else None) or "member"
         if not restricted and role == "member":
@@ -564,8 +740,10 @@ class OpenAIProvider:
                 LOGGER.warning("OpenAI refused the scoped replacement (%s): minted an unrestricted one", exc.message)
         if not api_key.get("value"):
             raise ProviderRejected(f"OpenAI created service account {created.get('id')} without an API key")
+        notes.append(_NEW_ACCOUNT_NOTE.format(account=created.get("id")))
         identity = KeyIdentity(
-            "openai", api_key.get("id"), project, "service_account", created.get("id"), created.get("name") or name
+            "openai", api_key.get("id"), project, "service_account", created.get("id"), created.get("name") or name,
+            tuple(notes),
         )
         return MintedKey(Secret(api_key["value"]), identity, scopes.scopes if restricted else ())
 
@@ -584,14 +762,25 @@ class OpenAIProvider:
         return created, api_key
 
     def find_minted(self, like: KeyIdentity, name: str) -> list[KeyIdentity]:
-        """Replacements an interrupted run may have minted: service accounts named ``name`` in
-        ``like.project`` (their keys die with them when revoked)."""
+        """Replacements an interrupted run may have minted, for ``revoke`` to take back: keys named
+        ``name`` on the accounts ``mint`` adds keys to (only those keys go), and service accounts named
+        ``name`` in ``like.project`` (made for the replacement: the account goes)."""
         project = _project_of(like)
-        return [
+        found: list[KeyIdentity] = []
+        accounts = {a for a in (like.owner_id if like.owner_type == "service_account" else None,
+                                self.settings.service_account) if a}
+        if accounts:
+            for key in self.admin.iter_project_api_keys(project):
+                owner = ((key.get("owner") or {}).get("service_account") or {}).get("id")
+                if key.get("name") == name and owner in accounts:
+                    note = _ON_ACCOUNT_NOTE.format(account=owner)
+                    found.append(KeyIdentity("openai", key["id"], project, "service_account", owner, name, (note,)))
+        found.extend(
             KeyIdentity("openai", None, project, "service_account", account["id"], account.get("name"))
             for account in self.admin.iter_project_service_accounts(project)
             if account.get("name") == name
-        ]
+        )
+        return found
 
     # ---- usage -----------------------------------------------------------------------------
 

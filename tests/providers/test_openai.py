@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
 import pytest
 
-from cauterize.errors import AdminAuthError, InputError, KeyNotFound, ManualStepRequired
+from cauterize.errors import AdminAuthError, InputError, KeyNotFound, ManualStepRequired, MissingPermission
 from cauterize.providers.base import KeyIdentity, Liveness, ProviderSettings, get_provider
-from cauterize.providers.openai import OpenAIProvider
+from cauterize.providers.openai import OpenAIProvider, _error_for, provider_message
 from cauterize.sandbox.openai import new_key_value
 from cauterize.sandbox.server import serve
+from cauterize.scopes import carried_scopes
 from cauterize.secret import Secret
 
 
@@ -93,30 +95,141 @@ def test_revoke_user_key_makes_it_dead(provider, emulator):
     assert provider.revoke(result.identity).action == "already-revoked"
 
 
-def test_revoke_service_account_key_deletes_the_service_account(provider, emulator):
+def _service_account_with_two_keys(emulator):
     project = emulator.add_project("prod")
     sa = emulator.add_service_account(project, "deploy bot")
-    _, value = emulator.add_service_account_key(project, sa)
+    key_id, value = emulator.add_service_account_key(project, sa)
     sibling_id, sibling = emulator.add_service_account_key(project, sa, name="batch jobs")
+    return project, sa, (key_id, value), (sibling_id, sibling)
+
+
+def test_revoke_service_account_key_deletes_that_key_only(provider, emulator):
+    """The 2026 API: the leaked key goes; its service account and the account's other key live on."""
+    project, sa, (key_id, value), (_, sibling) = _service_account_with_two_keys(emulator)
 
     identity = provider.identify(Secret(value))
     assert (identity.owner_type, identity.owner_id) == ("service_account", sa)
     result = provider.revoke(identity)
 
-    assert result.action == "deleted-service-account"
-    assert emulator.service_accounts[sa].deleted
+    assert (result.action, result.action_items) == ("deleted-key", ())
+    assert not emulator.is_live(value) and emulator.is_live(sibling)
+    assert not emulator.service_accounts[sa].deleted
+    assert [c.path for c in emulator.calls("DELETE")] == [f"/v1/organization/projects/{project}/api_keys/{key_id}"]
+    assert provider.revoke(identity).action == "already-revoked"
+
+
+def test_revoke_service_account_when_the_runbook_says_so(make_provider, emulator):
+    _, sa, (_, value), (sibling_id, sibling) = _service_account_with_two_keys(emulator)
+    provider = make_provider(revoke="service-account")
+
+    result = provider.revoke(provider.identify(Secret(value)))
+
+    assert result.action == "deleted-service-account" and emulator.service_accounts[sa].deleted
     assert not emulator.is_live(value) and not emulator.is_live(sibling)
     (item,) = result.action_items
-    assert sa in item and sibling_id in item and "revoked too" in item
+    assert sa in item and sibling_id in item and "revoked too" in item and "providers.openai.revoke" in item
     assert not emulator.calls("DELETE", "/organization/projects/*/api_keys/*")
 
 
-def test_revoke_falls_back_to_the_service_account_when_the_owner_was_unknown(provider, emulator):
+@pytest.mark.parametrize("owner_known", [True, False], ids=["identified", "owner unknown (an old record)"])
+def test_an_older_api_refusing_the_single_key_delete_falls_back_to_the_account(provider, emulator, owner_known):
+    emulator.legacy_service_account_delete = True
+    project, sa, (key_id, value), (sibling_id, sibling) = _service_account_with_two_keys(emulator)
+    identity = provider.identify(Secret(value)) if owner_known else KeyIdentity("openai", key_id, project)
+
+    result = provider.revoke(identity)
+
+    assert result.action == "deleted-service-account" and emulator.service_accounts[sa].deleted
+    assert not emulator.is_live(value) and not emulator.is_live(sibling)
+    (item,) = result.action_items
+    assert "400: an API older than 2026" in item and sibling_id in item and "revoked too" in item
+    assert len(emulator.calls("DELETE", "/organization/projects/*/api_keys/*")) == 1
+
+
+def test_the_replacement_sits_on_the_same_service_account_with_the_old_scopes(provider, emulator):
+    project, sa, (key_id, value), (_, sibling) = _service_account_with_two_keys(emulator)
+    emulator.restrict_key(key_id, ["api.model.request", "api.files.read"])
+    identity = provider.identify(Secret(value))
+    carried = carried_scopes(provider, identity)
+    provider.revoke(identity)
+
+    minted = provider.mint(identity, "cauterize-replacement", carried)
+
+    assert (minted.identity.owner_id, minted.identity.project) == (sa, project)
+    assert minted.scopes == ("api.model.request", "api.files.read")
+    assert emulator.keys[minted.identity.key_id].scopes == ["api.model.request", "api.files.read"]
+    (call,) = emulator.calls("POST")
+    assert call.path == f"/v1/organization/projects/{project}/service_accounts/{sa}/api_keys"
+    assert json.loads(call.body) == {"name": "cauterize-replacement", "scopes": ["api.model.request", "api.files.read"]}
+    assert [a.id for a in emulator.service_accounts.values()] == [sa], "no new account"
+    assert provider.check(minted.secret).state is Liveness.LIVE and emulator.is_live(sibling)
+
+    # taking the replacement back (a failed store write, a resumed run) deletes that key only
+    assert provider.revoke(minted.identity).action == "deleted-key"
+    assert not emulator.is_live(minted.secret.reveal()) and emulator.is_live(sibling)
+    assert not emulator.service_accounts[sa].deleted
+
+
+def test_a_refused_same_account_mint_falls_back_to_a_new_account_and_says_why(provider, emulator, caplog):
+    _, sa, (_, value), _ = _service_account_with_two_keys(emulator)
+    identity = provider.identify(Secret(value))
+    emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts/*/api_keys", status=404)
+
+    minted = provider.mint(identity, "cauterize-replacement")
+
+    assert minted.identity.owner_id != sa and emulator.service_accounts[minted.identity.owner_id].name == (
+        "cauterize-replacement"
+    )
+    assert any(f"refused a new key on service account {sa}" in note for note in minted.identity.notes)
+    assert f"refused a new key on service account {sa}" in caplog.text
+    # taking it back deletes the account cauterize made for it
+    assert provider.revoke(minted.identity).action == "deleted-service-account"
+    assert emulator.service_accounts[minted.identity.owner_id].deleted and not emulator.service_accounts[sa].deleted
+
+
+def test_a_user_keys_replacement_goes_on_the_runbooks_service_account(make_provider, emulator):
     project = emulator.add_project("prod")
-    sa = emulator.add_service_account(project)
-    key_id, value = emulator.add_service_account_key(project, sa)
-    result = provider.revoke(KeyIdentity("openai", key_id, project))  # e.g. from an old incident record
-    assert result.action == "deleted-service-account" and not emulator.is_live(value)
+    named = emulator.add_service_account(project, "support bot")
+    _, value = emulator.add_user_key(project)
+    provider = make_provider(service_account=named)
+    identity = provider.identify(Secret(value))
+    assert provider.revoke(identity).action == "deleted-key" and not emulator.is_live(value)
+
+    minted = provider.mint(identity, "cauterize-replacement")
+
+    assert minted.identity.owner_id == named and len(emulator.service_accounts) == 1
+    assert [c.path for c in emulator.calls("POST")] == [
+        f"/v1/organization/projects/{project}/service_accounts/{named}/api_keys"
+    ]
+    # a crash-resume finds that key (not an account) by its name, and takes back only the key
+    (orphan,) = provider.find_minted(identity, "cauterize-replacement")
+    assert (orphan.key_id, orphan.owner_id) == (minted.identity.key_id, named)
+    assert provider.revoke(orphan).action == "deleted-key" and not emulator.service_accounts[named].deleted
+
+
+def test_find_minted_finds_an_orphaned_account_and_revoke_deletes_it(provider, emulator):
+    project = emulator.add_project("prod")
+    _, value = emulator.add_user_key(project)
+    identity = provider.identify(Secret(value))
+    minted = provider.mint(identity, "cauterize-replacement")  # no runbook account: a new one
+
+    (orphan,) = provider.find_minted(identity, "cauterize-replacement")
+
+    assert (orphan.key_id, orphan.owner_id) == (None, minted.identity.owner_id)
+    assert provider.revoke(orphan).action == "deleted-service-account"
+    assert not emulator.is_live(minted.secret.reveal())
+
+
+def test_taking_back_a_same_account_replacement_never_deletes_the_account(provider, emulator):
+    """On an older API that refuses single-key deletes, the replacement is left for a person, never
+    taken back by deleting the account (which would kill its other keys)."""
+    _, sa, (_, value), (_, sibling) = _service_account_with_two_keys(emulator)
+    minted = provider.mint(provider.identify(Secret(value)), "cauterize-replacement")
+    emulator.legacy_service_account_delete = True
+
+    with pytest.raises(ManualStepRequired, match="not its service account"):
+        provider.revoke(minted.identity)
+    assert not emulator.service_accounts[sa].deleted and emulator.is_live(sibling)
 
 
 def test_a_429_on_delete_is_retried_after_retry_after(provider, emulator, sleeps):
@@ -149,6 +262,83 @@ def test_a_rejected_admin_key_raises_admin_auth_error_without_the_key(make_provi
     assert "the OpenAI admin key was rejected (40" in str(error)
     assert bad not in text and value not in text and bad[8:-4] not in text
     assert "OPENAI_ADMIN_KEY" in error.remediation
+
+
+@pytest.mark.parametrize("body", ["object", "string", "text"])
+def test_a_restricted_admin_key_raises_missing_permission_naming_the_scope(make_provider, emulator, clock, body):
+    emulator.missing_scope_body = body
+    restricted = emulator.add_admin_key("read only", scopes=["api.management.read"])
+    project = emulator.add_project("prod")
+    _, value = emulator.add_user_key(project)
+    provider = make_provider(admin_key=Secret(restricted))
+    identity = provider.identify(Secret(value))  # api.management.read is enough to identify
+
+    with pytest.raises(MissingPermission) as caught:
+        provider.usage(identity, clock.now - timedelta(days=1), clock.now, "1h")
+
+    error = caught.value
+    assert error.permission == "api.usage.read" and isinstance(error, AdminAuthError)
+    assert "api.usage.read" in error.message and "api.usage.read" in error.remediation
+    assert restricted not in error.one_line() and restricted[8:-4] not in error.one_line()
+    with pytest.raises(MissingPermission) as caught:
+        provider.revoke(identity)
+    assert caught.value.permission == "api.management.write" and emulator.is_live(value)
+
+
+REFUSAL = "You have insufficient permissions for this operation."
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "permission"),
+    [
+        (
+            403,
+            {"error": {"message": f"{REFUSAL} Missing scopes: api.responses.read, api.responses.write", "type": "x"}},
+            "api.responses.read, api.responses.write",
+        ),
+        (401, {"error": f"{REFUSAL} Missing scopes: api.usage.read. Check your role"}, "api.usage.read"),
+        (403, f"{REFUSAL} Missing scopes: api.audit_logs.read.", "api.audit_logs.read"),
+        (403, REFUSAL, None),
+    ],
+)
+def test_missing_scope_answers_of_every_shape(status, body, permission):
+    response = httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=body)
+    error = _error_for(response, "OpenAI GET /organization/costs", KeyNotFound)
+    assert isinstance(error, MissingPermission) and error.permission == permission
+    assert "insufficient permissions" in provider_message(response)
+
+
+def test_other_auth_failures_stay_admin_auth_errors_and_messages_are_masked():
+    leaked = new_key_value("proj")
+    response = httpx.Response(401, text=f"<html>Incorrect API key provided: {leaked}</html>")
+    error = _error_for(response, "OpenAI GET /organization/projects", KeyNotFound)
+    assert type(error) is AdminAuthError and leaked not in error.message and "[key redacted]" in error.message
+    assert provider_message(httpx.Response(502, json=["odd"])) == "['odd']"
+    assert provider_message(httpx.Response(500, content=b"")) == "Internal Server Error"
+
+
+def test_a_deleted_key_answers_until_the_revocation_reaches_the_data_plane(make_provider, emulator, clock):
+    emulator.revocation_delay_s = 30
+    project, _, (_, value), (_, sibling) = _service_account_with_two_keys(emulator)
+    _, user_value = emulator.add_user_key(project)
+    provider = make_provider()
+    provider.revoke(provider.identify(Secret(value)))
+    listed = {k["id"] for k in provider.admin.iter_project_api_keys(project)}
+    assert provider.identify(Secret(sibling)).key_id in listed and len(listed) == 2  # the admin API: gone at once
+
+    clock.advance(seconds=29)
+    assert emulator.is_live(value) and provider.check(Secret(value)).state is Liveness.LIVE
+    provider.revoke(provider.identify(Secret(user_value)))
+    clock.advance(seconds=1)
+    assert not emulator.is_live(value) and provider.check(Secret(value)).state is Liveness.DEAD
+    assert emulator.is_live(user_value) and emulator.is_live(sibling)
+    clock.advance(seconds=29)
+    assert not emulator.is_live(user_value) and emulator.is_live(sibling)
+
+    emulator.archive_project(project)  # an archived project's keys, too, fade out on the data plane
+    assert emulator.is_live(sibling)
+    clock.advance(seconds=30)
+    assert not emulator.is_live(sibling)
 
 
 def test_missing_admin_key_is_an_input_error_but_check_still_works(make_provider, emulator):
