@@ -323,13 +323,13 @@ class AzureOpenAIProvider:
         route = f"GET /openai/models?api-version={DATA_API_VERSION}"
         answer = models("openai/models", {"api-version": DATA_API_VERSION})
         if isinstance(answer, httpx.Response) and _version_refused(answer):
-            first = f"{answer.status_code} {' '.join(provider_message(answer))}"
+            first = f"{answer.status_code} {_said(answer)}"
             route = "GET /openai/v1/models"
             answer = models("openai/v1/models", None)
             if isinstance(answer, httpx.Response) and _version_refused(answer):
                 return Verdict.unknown(
-                    f"the data plane refused both Models routes: {DATA_API_VERSION} answered {first}, "
-                    f"/openai/v1/models {answer.status_code} {' '.join(provider_message(answer))}",
+                    f"the data plane refused both Models routes: api-version {DATA_API_VERSION} answered {first}, "
+                    f"/openai/v1/models {answer.status_code} {_said(answer)}",
                     answer.status_code,
                 )
         if isinstance(answer, Verdict):
@@ -346,7 +346,7 @@ class AzureOpenAIProvider:
                 "the key is not revoked and works again if it is turned back on (regenerate the slot)",
                 status,
             )
-        return refused(answer, route, f"{code} {message}" if status >= 400 else "")
+        return refused(answer, route, _said(answer) if status >= 400 else "")
 
     def _data_client(self) -> httpx.Client:
         if not self._data_url:
@@ -568,6 +568,12 @@ def _slot(identity: KeyIdentity) -> str:
     if slot is None:
         raise InputError(f"'{identity.key_id}' is not an Azure key slot: expected Key1 or Key2; identify the key first")
     return slot
+
+
+def _said(response: httpx.Response) -> str:
+    """``code: message`` of an Azure error answer (the code left out where it only repeats the status)."""
+    code, message = provider_message(response)
+    return message if code == str(response.status_code) else f"{code}: {message}"
 
 
 def _version_refused(response: httpx.Response) -> bool:

@@ -319,7 +319,7 @@ class GoogleProvider:
         about_the_key = answer.error == "invalid_grant" and not _NOT_ABOUT_THE_KEY.search(answer.description)
         if answer.status == 400 and about_the_key:
             return Verdict.dead(f"400 invalid_grant: {answer.description}"[:300], 400)
-        said = f"{answer.error or 'no token'} {answer.description}".strip()
+        said = f"{answer.error} {answer.description}".strip() if answer.error else "no access token"
         if 300 <= answer.status < 400:
             said = "a redirect, not followed (a proxy or portal?)"
         return Verdict.unknown(f"{answer.status} from the token endpoint: {said}"[:300], answer.status)

@@ -47,7 +47,7 @@ def listing(response: httpx.Response, route: str, field: str = "data") -> Verdic
     except ValueError:
         kind = response.headers.get("content-type", "").split(";")[0].strip()[:60] or "no content type"
         size = len(response.content)
-        what = "an empty body" if not size else f"not JSON ({kind}, {size} bytes)"
+        what = "an empty body" if not size else f"a body that is not JSON ({kind}, {size} bytes)"
         return Verdict.unknown(f"200 from {route} with {what}: not the provider's answer (a proxy or portal?)", 200)
     if isinstance(body, dict) and isinstance(body.get(field), list):
         return Verdict.live(f"200 from {route}")

@@ -105,6 +105,11 @@ _BAD_TIMES = (
 )
 
 
+def new_api_key_value() -> str:
+    """A fresh random value shaped like a Google API key (``AIza`` + 35 of ``[A-Za-z0-9_-]``); never a real key."""
+    return "AIza" + "".join(secrets.choice(_API_KEY_ALPHABET) for _ in range(35))
+
+
 @dataclass
 class ServiceAccount:
     project: str
@@ -270,7 +275,7 @@ class GoogleEmulator:
         """A Google API key of ``project`` for the Gemini API; returns its value (``AIza`` + 35, random)."""
         if restriction not in (None, *_RESTRICTIONS):
             raise ValueError(f"restriction must be one of {', '.join(_RESTRICTIONS)} or None")
-        value = "AIza" + "".join(secrets.choice(_API_KEY_ALPHABET) for _ in range(35))
+        value = new_api_key_value()
         number = str(10**11 + sum(map(ord, project)) * 7919)
         key = ApiKey(str(uuid.uuid4()), value, project, number, self._now(), restriction, service_enabled, expired)
         with self._lock:
@@ -782,4 +787,4 @@ def _epoch(when: datetime | float) -> int:
     return int(when)
 
 
-__all__ = ["AUTHN_METRIC", "ApiKey", "GoogleEmulator", "GoogleError", "RecordedRequest"]
+__all__ = ["AUTHN_METRIC", "ApiKey", "GoogleEmulator", "GoogleError", "RecordedRequest", "new_api_key_value"]
