@@ -3,7 +3,9 @@
 A ``Secret`` never shows its value in ``repr``, ``str``, f-strings, logging or pickles; the value is
 read only through ``reveal()``, at the one place that must send or store it. Its public identity is
 its ``fingerprint`` (``sha256:`` + 16 hex digits) and its ``redacted`` form (first 8, ellipsis,
-last 4). Keys enter only through a source reference (DESIGN.md section 3).
+last 4). Keys enter only through a source reference (DESIGN.md section 3), whose text one parser
+reads (``parse_key_text``: a bare key, a ``NAME=value`` line, a whole .env with one key, a JSON key
+file); ``cauterize.providers.formats`` then checks a leaked key against its provider's key shapes.
 """
 
 from __future__ import annotations

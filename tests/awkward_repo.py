@@ -23,7 +23,9 @@ T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 
 
 def fake_key() -> str:
-    return "sk-proj-" + secrets.token_urlsafe(48)
+    from cauterize.sandbox.openai import new_key_value
+
+    return new_key_value()  # the real shape: the CLI checks it
 
 
 def git_env() -> dict[str, str]:

@@ -5,13 +5,14 @@ import base64
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from cauterize.sandbox.openai import new_key_value
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def _git_objects(repo: Path) -> bytes:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, request):
     workdir = tmp_path_factory.mktemp("demo") / "world"
-    leaked = "sk-proj-" + secrets.token_urlsafe(48)  # a canary, made at run time
+    leaked = new_key_value()  # a canary of the real shape, made at run time
     done = _cauterize("demo", "--workdir", str(workdir), "--json", env={"CAUTERIZE_SANDBOX_LEAKED_KEY": leaked})
     return workdir, leaked, done
 

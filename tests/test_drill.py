@@ -19,6 +19,7 @@ from cauterize.errors import InputError
 from cauterize.providers.base import CONFIRM_WINDOWS_S
 from cauterize.incident import Incident, KeyRecord, utcnow
 from cauterize.runbook import load_runbook
+from cauterize.sandbox.openai import new_key_value
 from cauterize.sandbox.world import build_world
 from cauterize.secret import Secret
 from cauterize.stores.dotenv import DotenvStore
@@ -28,7 +29,7 @@ KEY_SHAPE = re.compile(rb"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,}")
 
 @pytest.mark.slow
 def test_cauterize_drill_sandbox_json_reports_contain_and_recover(tmp_path):
-    leaked = "sk-proj-" + secrets.token_urlsafe(48)  # a canary, made at run time
+    leaked = new_key_value()  # a canary of the real shape, made at run time
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "OPENAI_"))}
     env["CAUTERIZE_SANDBOX_LEAKED_KEY"] = leaked
     done = subprocess.run(

@@ -47,7 +47,7 @@ ENTRY = (  # the real CLI; registers `purge` from cli_purge if cli.py does not y
 
 # ---- an independent search for every copy ---------------------------------------------------------
 
-_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{24,}")
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{24,}={0,2}")  # with its padding: a key need not be 3n bytes
 
 
 def copies_in(data: bytes, value: bytes) -> list[str]:

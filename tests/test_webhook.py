@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cauterize.sandbox.openai import new_key_value
 from cauterize.sandbox.world import build_world
 from cauterize.webhook import Alert, Receiver, serve
 
@@ -226,7 +227,7 @@ def test_announce_sends_fingerprints_from_the_runbook_notify_section(tmp_path, m
     from cauterize import notify, response
     from cauterize.sandbox.server import serve as serve_handler
 
-    leaked = "sk-proj-" + secrets.token_urlsafe(40)
+    leaked = new_key_value()
     chat = _Chat()
     with serve_handler(chat) as app:
         monkeypatch.setenv("LEAKED_NOTIFIED", leaked)
