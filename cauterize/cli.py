@@ -183,7 +183,7 @@ def _ask_for_key(instructions: str, provider: str | None = None):
     """The hidden terminal prompt for a key a person created by hand (empty answer: later). The answer
     goes through the key-source parser and, with a provider, its key-format check; a bad paste is
     refused (without echoing it) and asked again."""
-    from cauterize.providers.formats import check_key, expected, fits
+    from cauterize.providers.formats import check_key, expected, key_lines
     from cauterize.secret import parse_key_text
 
     typer.echo(instructions, err=True)
@@ -193,7 +193,7 @@ def _ask_for_key(instructions: str, provider: str | None = None):
         if not value.strip():
             return None
         try:
-            key = parse_key_text(value, "the pasted key", fits=fits, expected=expected(provider))
+            key = parse_key_text(value, "the pasted key", fits=key_lines(provider), expected=expected(provider))
             return check_key(key, provider, "the pasted key") if provider else key
         except KeySourceError as exc:
             typer.echo(f"cauterize: {exc.message}", err=True)

@@ -139,6 +139,20 @@ def test_a_whole_env_file_picks_the_key_of_the_provider_only_when_it_is_the_only
         load_leaked_key(f"file:{path}", "anthropic")
 
 
+def test_random_tokens_beside_the_key_do_not_count_for_a_known_provider_but_other_keys_do(tmp_path):
+    key = openai.new_key_value()
+    token40 = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(40))
+    path = tmp_path / ".env"
+    path.write_text(f"AWS_SECRET_ACCESS_KEY={token40}\nSESSION_HASH={secrets.token_hex(16)}\nOPENAI_API_KEY={key}\n")
+    assert load_leaked_key(f"file:{path}", "openai").reveal() == key
+    with pytest.raises(KeySourceError, match="holds 3 lines that look like keys"):
+        load_leaked_key(f"file:{path}", None)  # without a provider, 32 hex and 40 alphanumerics are keys too
+    cohere_key = cohere.new_key_value()
+    path.write_text(f"CO_API_KEY={cohere_key}\nOPENAI_API_KEY={key}\n")
+    with pytest.raises(KeySourceError, match=r"holds 2 lines that look like keys \(line 1 \(CO_API_KEY\), line 2"):
+        load_leaked_key(f"file:{path}", "cohere")
+
+
 def test_store_and_admin_sources_go_through_the_same_parser(monkeypatch, make_key):
     admin = make_key("sk-admin-")
     monkeypatch.setenv("OPENAI_ADMIN_KEY", f"export OPENAI_ADMIN_KEY='{admin}'\r\n")

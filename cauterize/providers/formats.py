@@ -29,6 +29,7 @@ class KeyShape:
     description: str
     pattern: str | None = None
     test: Callable[[str], bool] | None = None
+    distinctive: bool = True  # False: any random token of that length fits (32 hex, 40 alphanumerics)
 
     def fits(self, value: str) -> bool:
         if self.pattern is not None:
@@ -42,6 +43,7 @@ class KeyFormat:
 
     label: str
     expected: str
+    short: str  # the same, in a few characters, for the list of every provider's shapes
     shapes: tuple[KeyShape, ...]
     prefixes: tuple[str, ...] = ()
     markers: tuple[str, ...] = ()
@@ -79,6 +81,7 @@ FORMATS: dict[str, KeyFormat] = {
         "OpenAI",
         "sk-proj-, sk-svcacct-, sk-service-, sk-admin-, sk-None- or legacy sk- followed by [A-Za-z0-9_-] "
         "around the T3BlbkFJ marker",
+        "sk-...T3BlbkFJ...",
         (
             # gitleaks openai-api-key: 74 or 58 characters either side of the marker
             KeyShape("project, service-account or admin key",
@@ -100,6 +103,7 @@ FORMATS: dict[str, KeyFormat] = {
         "Anthropic",
         "sk-ant-api03- or sk-ant-admin01- + 93 of [A-Za-z0-9_-] + AA (other sk-ant-<kind><2 digits>- versions: "
         "32 or more, then AA)",
+        "sk-ant-...AA",
         (
             KeyShape("API or admin key", "sk-ant-api03-/sk-ant-admin01- + 93 of [A-Za-z0-9_-] + AA",
                      f"sk-ant-(?:api03|admin01)-{_URLSAFE}{{93}}AA"),
@@ -114,6 +118,7 @@ FORMATS: dict[str, KeyFormat] = {
         "Google",
         "a service-account key file (JSON with type service_account, private_key_id, client_email, private_key) "
         "or an API key (AIza + 35 of [A-Za-z0-9_-])",
+        "AIza... or a service-account JSON",
         (
             KeyShape("service-account key file",
                      'JSON: "type": "service_account", private_key_id, client_email, private_key',
@@ -125,8 +130,9 @@ FORMATS: dict[str, KeyFormat] = {
     "azure-openai": KeyFormat(
         "Azure OpenAI",
         "32 hexadecimal characters, or 84 letters/digits with the JQQJ99 marker after the first 52",
+        "32 hex or 84 characters with JQQJ99",
         (
-            KeyShape("legacy account key", "32 hexadecimal characters", "[0-9a-fA-F]{32}"),
+            KeyShape("legacy account key", "32 hexadecimal characters", "[0-9a-fA-F]{32}", distinctive=False),
             # 52 random, JQQJ99 (Microsoft's annotated-key signature; JQQJ9D/JQQJ9H also exist), 26 more
             KeyShape("account key", "52 letters/digits + JQQJ99 + 26 letters/digits",
                      f"{_ALNUM}{{52}}JQQJ9[9DH]{_ALNUM}{{26}}"),
@@ -137,7 +143,8 @@ FORMATS: dict[str, KeyFormat] = {
     "cohere": KeyFormat(
         "Cohere",
         "40 letters/digits",
-        (KeyShape("API key", "40 letters/digits", f"{_ALNUM}{{40}}"),),
+        "40 letters/digits",
+        (KeyShape("API key", "40 letters/digits", f"{_ALNUM}{{40}}", distinctive=False),),
         alphabet=_ALNUM,
     ),
 }
@@ -166,10 +173,23 @@ def fits(value: str, provider: str | None = None) -> bool:
     return key_format is None or key_format.fitting(value) is not None
 
 
+def key_lines(provider: str | None) -> Callable[[str], bool]:
+    """Which lines of a multi-line source (a whole .env) count as keys: those that fit ``provider``,
+    and those that fit a distinctive shape of another provider (so that two keys are never picked
+    among); without a known provider, those that fit any shape."""
+    if provider not in FORMATS:
+        return fits
+
+    def is_key(value: str) -> bool:
+        return fits(value, provider) or any(shape.distinctive for _, shape in fitting(value))
+
+    return is_key
+
+
 def expected(provider: str | None) -> str:
     """The expected shape in words, for messages."""
     if provider is None:
-        return "a key of a known provider (" + "; ".join(f"{f.label}: {f.expected}" for f in FORMATS.values()) + ")"
+        return "a key of a known provider (" + "; ".join(f"{f.label} {f.short}" for f in FORMATS.values()) + ")"
     key_format = FORMATS.get(provider)
     return f"{key_format.article} {key_format.label} key ({key_format.expected})" if key_format else "a key"
 
@@ -201,7 +221,7 @@ def _diagnosis(value: str, provider: str | None) -> str:
     if value.startswith("{"):
         return "it is a JSON document but not a Google service-account key file"
     facts = [f"it is {len(value)} characters"]
-    key_format = FORMATS.get(provider) if provider else None
+    key_format = FORMATS.get(provider) if provider else _by_prefix(value)
     if key_format is not None:
         if key_format.prefixes:
             prefix = next((p for p in key_format.prefixes if value.startswith(p)), None)
@@ -215,11 +235,17 @@ def _diagnosis(value: str, provider: str | None) -> str:
     return ", ".join(facts[:-1]) + (" and " if len(facts) > 1 else "") + facts[-1]
 
 
+def _by_prefix(value: str) -> KeyFormat | None:
+    """The format whose documented prefix the value starts with (the longest such prefix wins)."""
+    found = [(len(p), f) for f in FORMATS.values() for p in f.prefixes if value.startswith(p)]
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
 def load_leaked_key(reference: str, provider: str | None, **kwargs) -> Secret:
     """Read the leaked key from its source reference with the one key-source parser, picking the
     key line of a .env by the key shapes, then check it against ``provider``'s shapes (any known
     provider's when None; none for a provider this table does not know). ``kwargs`` go to
     ``KeySource.load`` (``stdin``, ``base_dir``)."""
     source = KeySource.parse(reference)
-    key = source.load(fits=fits, expected=expected(provider), **kwargs)
+    key = source.load(fits=key_lines(provider), expected=expected(provider), **kwargs)
     return check_key(key, provider, str(source))
