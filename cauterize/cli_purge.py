@@ -44,8 +44,8 @@ def purge(
     from cauterize.cli import _emit_json, key_source
     from cauterize.locate.gitcmd import display_name, private_dir
     from cauterize.logs import progress_to_stderr
-    from cauterize.purge import PurgeResult, purge_repo, remote_of
     from cauterize.providers.formats import load_leaked_key
+    from cauterize.purge import PurgeResult, purge_repo, remote_of
     from cauterize.secret import assert_clean, scrub
 
     key = load_leaked_key(key_source(key_env, key_file, key_stdin), None)

@@ -18,7 +18,7 @@ from cauterize.providers.formats import check_key, load_leaked_key
 from cauterize.sandbox import anthropic, azure_openai, cohere, openai
 from cauterize.sandbox.openai import OpenAIEmulator
 from cauterize.sandbox.server import serve
-from cauterize.secret import Secret, load_key, parse_key_text
+from cauterize.secret import Secret, load_key
 
 
 def google_api_key() -> str:
@@ -166,7 +166,7 @@ def test_store_and_admin_sources_go_through_the_same_parser(monkeypatch, make_ke
 
 
 def test_store_references_are_parsed_too(monkeypatch):
-    import cauterize.stores as stores
+    from cauterize import stores
 
     key = openai.new_key_value()
     monkeypatch.setattr(stores, "load_secret_reference", lambda source: Secret(f'OPENAI_API_KEY="{key}"'))
@@ -314,7 +314,7 @@ def openai_live():
     emulator = OpenAIEmulator()
     admin = emulator.add_admin_key()
     project = emulator.add_project("web")
-    key_id, leaked = emulator.add_user_key(project, name="leaked")
+    _, leaked = emulator.add_user_key(project, name="leaked")
     with serve(emulator) as app:
         yield emulator, {"OPENAI_BASE_URL": f"{app.url}/v1", "OPENAI_ADMIN_KEY": admin}, leaked
 
@@ -332,6 +332,8 @@ def test_verify_reads_a_dotenv_line_as_the_live_key(openai_live):
                       env={**env, "LEAKED": f"OPENAI_API_KEY={leaked}"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "live"
+    sent = {c.headers.get("authorization") for c in emulator.calls("GET", "*/models")}
+    assert sent == {f"Bearer {leaked}"}, "the bare key, not the line, reached the provider"
     _nowhere(leaked, done)
 
 
@@ -351,10 +353,10 @@ def test_a_key_given_as_the_variable_name_is_exit_2_and_never_printed(openai_liv
     for command in (["verify", "--provider", "openai"], ["revoke", "--provider", "openai", "--yes"]):
         done = _cauterize(*command, "--key-env", leaked, env=env)
         assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().splitlines() == [
+        assert done.stderr.strip().splitlines() == [(
             "cauterize: --key-env takes the NAME of the variable that holds the key, not the key itself "
             "(Key sources are env:VAR, file:PATH or stdin: (never the key itself).)"
-        ]
+        )]
         _nowhere(leaked, done)
     assert not emulator.requests
 
