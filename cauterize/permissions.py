@@ -46,13 +46,16 @@ S3_LOCATE = {
     "GetBucketPolicyStatus": ("s3:GetBucketPolicyStatus",),
     "GetObject": ("s3:GetObject", "s3:GetObjectVersion"),  # every version is read by its VersionId
 }
-GCP_GOOGLE_PROVIDER = (
-    "iam.serviceAccountKeys.create",  # mint
-    "iam.serviceAccountKeys.delete",  # revoke (and the key of a failed mint)
-    "iam.serviceAccountKeys.disable",  # revoke
-    "iam.serviceAccountKeys.get",  # identify
-    "monitoring.timeSeries.list",  # evidence: the key's authentication counts
-)
+#: Per response step, the IAM permissions the google provider uses: a service-account key file (IAM
+#: keys), a Google API key (API Keys v2), the org-policy preflight of a mint, and Monitoring.
+GOOGLE_STEPS: dict[str, tuple[str, ...]] = {
+    "intake": ("iam.serviceAccountKeys.get", "apikeys.keys.lookup", "apikeys.keys.get"),
+    "revoke": ("iam.serviceAccountKeys.disable", "iam.serviceAccountKeys.delete", "apikeys.keys.delete"),
+    "rotate": ("iam.serviceAccountKeys.create", "orgpolicy.policy.get", "apikeys.keys.create",
+               "apikeys.keys.getKeyString"),
+    "evidence": ("monitoring.timeSeries.list",),
+}
+GCP_GOOGLE_PROVIDER = tuple(sorted({p for permissions in GOOGLE_STEPS.values() for p in permissions}))
 AZURE_OPENAI_PROVIDER = (
     "Microsoft.CognitiveServices/accounts/read",  # identify: the accounts in scope
     "Microsoft.CognitiveServices/accounts/listKeys/action",  # identify, mint
@@ -313,32 +316,81 @@ def _kubernetes(rb: Any) -> Section | None:
 
 
 # ---- provider admin credentials -------------------------------------------------------------
+#
+# Per provider: the admin credential, and per response step the calls it makes and the exact
+# scope / permission / action each needs. A restricted credential without one of them limits that
+# step (MissingPermission): containment (intake, revoke) fails, the other steps record the limitation.
 
-_ADMIN: dict[str, tuple[str, list[str]]] = {
-    "openai": ("an OpenAI Admin API key (sk-admin-...) made by an organization owner; no narrower scopes exist: "
-               + "give it an expiry and keep it in a secret store",
-               ["GET /organization/projects", "GET /organization/projects/{p}/api_keys[/{id}]",
-                "DELETE /organization/projects/{p}/api_keys/{id}",
-                "POST|GET|DELETE /organization/projects/{p}/service_accounts[/{id}[/api_keys]]",
-                "GET /organization/usage/completions", "GET /organization/costs", "GET /organization/audit_logs"]),
-    "anthropic": ("an Anthropic Admin API key (sk-ant-admin01-...) made by an organization admin; no narrower scopes",
-                  ["GET /v1/organizations/api_keys[/{id}]", "POST /v1/organizations/api_keys/{id} (status)",
-                   "GET /v1/organizations/usage_report/messages"]),
-    "google": ("an OAuth access token, or a service-account key, holding the gcp-iam custom role",
-               [f"permission {p}" for p in GCP_GOOGLE_PROVIDER]),
-    "azure-openai": ("an Entra ID access token for https://management.azure.com holding the azure custom role",
-                     [f"action {a}" for a in AZURE_OPENAI_PROVIDER]),
-    "cohere": ("none: Cohere has no admin API; a person revokes and creates keys at dashboard.cohere.com", []),
+_OPENAI_CALLS = {
+    "intake": ["GET /organization/projects", "GET /organization/projects/{p}/api_keys[/{id}]",
+               "GET /organization/admin_api_keys (a leaked admin key)"],
+    "revoke": ["DELETE /organization/projects/{p}/api_keys/{id}",
+               "DELETE /organization/projects/{p}/service_accounts/{id} (revoke: service-account, or an older API)",
+               "DELETE /organization/admin_api_keys/{id} (a leaked admin key)"],
+    "rotate": ["POST /organization/projects/{p}/service_accounts/{id}/api_keys (same service account)",
+               "POST /organization/projects/{p}/service_accounts[/{id}] (a new account and its role)",
+               "GET /organization/audit_logs (the leaked key's scopes and role)"],
+    "evidence": ["GET /organization/usage/completions", "GET /organization/costs"],
+}
+
+
+def _openai_steps(config: Any) -> dict[str, dict[str, list[str]]]:
+    from cauterize.providers.openai import ADMIN_SCOPES
+
+    scopes = {**ADMIN_SCOPES, "intake": ADMIN_SCOPES["identify"],
+              "rotate": ADMIN_SCOPES["rotate"] + ADMIN_SCOPES.get("audit", [])}
+    steps = {step: {"calls": calls, "scopes": scopes[step]} for step, calls in _OPENAI_CALLS.items()}
+    if getattr(config, "mint", None) == "manual":
+        steps["rotate"] = {"calls": ["GET /organization/audit_logs (the leaked key's scopes and role)"],
+                           "scopes": ADMIN_SCOPES.get("audit", [])}
+    return steps
+
+
+_ANTHROPIC_STEPS = {
+    "intake": {"calls": ["GET /v1/organizations/api_keys (every page and status)"]},
+    "revoke": {"calls": ["POST /v1/organizations/api_keys/{id} {status: inactive|archived}"]},
+    "rotate": {"calls": ["GET /v1/organizations/api_keys/{id} (the workspace the replacement must join)"]},
+    "evidence": {"calls": ["GET /v1/organizations/usage_report/messages (group_by api_key_id)"]},
+}
+_AZURE_STEPS = {
+    "intake": {"calls": ["GET .../providers/Microsoft.CognitiveServices/accounts", "POST .../accounts/{a}/listKeys"],
+               "actions": ["Microsoft.CognitiveServices/accounts/read",
+                           "Microsoft.CognitiveServices/accounts/listKeys/action"]},
+    "revoke": {"calls": ["POST .../accounts/{a}/regenerateKey {keyName}"],
+               "actions": ["Microsoft.CognitiveServices/accounts/regenerateKey/action"]},
+    "rotate": {"calls": ["POST .../accounts/{a}/listKeys (the regenerated slot is the replacement)"],
+               "actions": ["Microsoft.CognitiveServices/accounts/listKeys/action"]},
+    "evidence": {"calls": ["GET {account}/providers/Microsoft.Insights/metrics"],
+                 "actions": ["Microsoft.Insights/metrics/read"]},
+}
+
+
+def _google_steps() -> dict[str, dict[str, list[str]]]:
+    return {step: {"calls": [f"permission {p}" for p in permissions], "permissions": list(permissions)}
+            for step, permissions in GOOGLE_STEPS.items()}
+
+
+_ADMIN: dict[str, tuple[str, Any]] = {
+    "openai": ("an OpenAI Admin API key (sk-admin-...) of the organization; a restricted one needs the scopes below "
+               "(give it an expiry and keep it in a secret store)", _openai_steps),
+    "anthropic": ("an Anthropic Admin API key (sk-ant-admin01-...) made by an organization admin; Admin keys have no "
+                  "narrower scopes", lambda config: _ANTHROPIC_STEPS),
+    "google": ("an OAuth access token, or a service-account key, holding the gcp-iam custom role (the permissions "
+               "below)", lambda config: _google_steps()),
+    "azure-openai": ("an Entra ID access token for https://management.azure.com holding the azure custom role "
+                     "(the actions below)", lambda config: _AZURE_STEPS),
+    "cohere": ("none: Cohere has no admin API; a person revokes and creates keys at dashboard.cohere.com",
+               lambda config: {}),
 }
 
 
 def _providers(rb: Any) -> Section:
     document = {}
     for name in sorted(_providers_used(rb)):
-        credential, calls = _ADMIN[name]
-        if name == "openai" and getattr(rb.providers.get(name), "mint", None) == "manual":
-            calls = [c for c in calls if "service_accounts" not in c]
-        document[name] = {"credential": credential, "calls": calls}
+        credential, steps = _ADMIN[name]
+        per_step = steps(rb.providers.get(name))
+        calls = list(dict.fromkeys(call for step in per_step.values() for call in step["calls"]))
+        document[name] = {"credential": credential, "steps": per_step, "calls": calls}
     return Section("providers", document)
 
 

@@ -124,7 +124,19 @@ def test_gcp_azure_github_kubernetes_and_providers(everything):
         (["secrets"], ["chat"], ["get", "patch"]), (["deployments"], ["chat"], ["patch"])]
     providers = sections["providers"].document
     assert set(providers) == {"openai", "google", "azure-openai"}
-    assert not any("service_accounts" in call for call in providers["openai"]["calls"])  # mint: manual
+    assert not any("service_accounts" in call for call in providers["openai"]["steps"]["rotate"]["calls"])  # manual
+    # the exact admin-key scopes, IAM permissions and Azure actions of each step
+    openai = providers["openai"]["steps"]
+    assert openai["intake"]["scopes"] == ["api.management.read"]
+    assert "api.management.write" in openai["revoke"]["scopes"] and openai["evidence"]["scopes"] == ["api.usage.read"]
+    google = providers["google"]["steps"]
+    assert "iam.serviceAccountKeys.create" in google["rotate"]["permissions"]
+    assert "orgpolicy.policy.get" in google["rotate"]["permissions"]
+    assert google["evidence"]["permissions"] == ["monitoring.timeSeries.list"]
+    assert set(GCP_GOOGLE_PROVIDER) == {p for step in google.values() for p in step["permissions"]}
+    azure_steps = providers["azure-openai"]["steps"]
+    assert azure_steps["revoke"]["actions"] == ["Microsoft.CognitiveServices/accounts/regenerateKey/action"]
+    assert all(set(step["actions"]) <= set(azure["Actions"]) for step in azure_steps.values())
 
 
 def test_a_small_runbook_needs_few_sections(tmp_path):
