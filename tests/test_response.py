@@ -217,3 +217,37 @@ def test_rotate_first_never_revokes_before_the_replacement_is_everywhere(world):
     assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
     assert incident.exit_code() == 3 and not incident.verified
     assert "Contained." not in (directory / "postmortem.md").read_text()
+
+
+def test_an_admin_key_without_usage_scope_limits_evidence_only(world):
+    """A restricted admin key that may manage keys but not read usage: containment and healing go
+    on; evidence records the missing scope as a limitation (record, post-mortem, action item), and
+    the response is complete."""
+    admin = next(iter(world.emulator.admin_keys.values()))
+    admin.scopes = ["api.management.read", "api.management.write", "api.audit_logs.read"]
+    directory = response.open_incident(world.runbook, mode="demo")
+    incident = _run_all(directory)
+    assert {name: s.status for name, s in incident.steps.items()} == {name: "ok" for name in records.STEPS}
+    evidence = incident.steps["evidence"]
+    assert evidence.summary.startswith("limited:") and evidence.details["limitation"]["permission"] == "api.usage.read"
+    assert any("api.usage.read" in item.text for item in incident.action_items if item.step == "evidence")
+    assert not world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
+    assert incident.exit_code() == 0
+    report = (directory / "postmortem.md").read_text()
+    assert "api.usage.read" in report
+
+
+def test_an_admin_key_that_may_not_mint_hands_the_rotation_to_a_person(world):
+    """The admin key may revoke but every service-account call to mint is refused with OpenAI's
+    "Missing scopes" 403: rotate waits for a person (the limitation named), revoke is unaffected."""
+    world.emulator.fail_next("POST", "/v1/organization/projects/*/service_accounts*", status=403, count=50,
+                             message="You have insufficient permissions for this operation. Missing scopes: "
+                                     "api.management.write.")
+    response.set_manual_input(None)
+    directory = response.open_incident(world.runbook, mode="demo")
+    incident = _run_all(directory)
+    rotate = incident.steps["rotate"]
+    assert rotate.status == "waiting", rotate.error
+    assert rotate.details["limitation"]["permission"] == "api.management.write"
+    assert "api.management.write" in rotate.error
+    assert incident.steps["revoke"].status == "ok" and incident.exit_code() == 3
