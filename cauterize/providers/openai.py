@@ -830,7 +830,7 @@ class OpenAIProvider:
                 amount = sum(float((r.get("amount") or {}).get("value") or 0) for r in results)
                 costs[item["start_time"]] = costs.get(item["start_time"], 0.0) + amount
             return costs, []
-        except ProviderRejected as exc:
+        except (ProviderRejected, MissingPermission) as exc:  # a key that may read usage but not costs
             return {}, [f"OpenAI costs were not available: {exc.message}"]
 
 

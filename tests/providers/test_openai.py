@@ -433,6 +433,19 @@ def test_usage_by_day_has_cost_and_says_when_there_is_none(provider, emulator, c
     assert sum(b.cost_usd or 0 for b in usage.buckets) == pytest.approx(24 * 0.15)
 
 
+def test_an_admin_key_that_may_read_usage_but_not_costs_gets_usage_and_a_limitation(provider, emulator, clock):
+    project = emulator.add_project("prod")
+    key_id, value = emulator.add_user_key(project)
+    identity = provider.identify(Secret(value))
+    emulator.add_usage(key_id, project, clock.now - timedelta(days=1), clock.now, 3600, 1000, 0, 1)
+    emulator.fail_next("GET", "/organization/costs", 403, count=5,
+                       message="You have insufficient permissions for this operation. Missing scopes: api.usage.read.")
+    usage = provider.usage(identity, clock.now - timedelta(days=3), clock.now, "1d")
+    assert sum(b.input_tokens for b in usage.buckets) == 24 * 1000
+    assert all(b.cost_usd is None for b in usage.buckets)
+    assert any("costs were not available" in note and "api.usage.read" in note for note in usage.limitations)
+
+
 def test_the_registry_builds_the_provider(emulator, admin_key):
     settings = ProviderSettings(admin_key=Secret(admin_key), transport=httpx.MockTransport(emulator))
     provider = get_provider("openai", settings)
