@@ -41,6 +41,7 @@ import httpx
 
 from cauterize.errors import (
     AdminAuthError,
+    CauterizeError,
     InputError,
     KeyNotFound,
     ManualStepRequired,
@@ -339,7 +340,17 @@ class AzureOpenAIProvider:
         if status == 200:
             return listing(answer, route)
         if status == 401 and isinstance(json_body(answer).get("error"), dict):
-            return Verdict.dead(f"401 from {route}: {message}", status)
+            # Azure's 401 says "invalid subscription key OR wrong API endpoint": where the account's
+            # keys can be read, a key one of its slots still holds is not called dead.
+            held = self._account_holds(key)
+            if held:
+                return Verdict.unknown(
+                    f"401 from {route}, but account {self.account} still holds this key in {held} (listKeys): "
+                    "the endpoint asked may not be this account's (check providers.azure-openai.data_url)",
+                    status,
+                )
+            confirmed = "; listKeys: no slot of the account holds it" if held == "" else ""
+            return Verdict.dead(f"401 from {route}: {message}{confirmed}", status)
         if status == 403 and code == "AuthenticationTypeDisabled":
             return Verdict.unknown(
                 f"403 AuthenticationTypeDisabled from {route}: key authentication is off for the account; "
@@ -347,6 +358,17 @@ class AzureOpenAIProvider:
                 status,
             )
         return refused(answer, route, _said(answer) if status >= 400 else "")
+
+    def _account_holds(self, key: Secret) -> str | None:
+        """The slot of the pinned account that still holds ``key`` ("" when neither does), or None
+        when that cannot be read here (no management token, the account not pinned, an error)."""
+        if self._token is None or not (self.account and self.resource_group and self.subscription):
+            return None
+        try:
+            keys = self.management.list_keys(self.subscription, self.resource_group, self.account)
+        except CauterizeError:
+            return None
+        return _matching_slot(keys, key) or ""
 
     def _data_client(self) -> httpx.Client:
         if not self._data_url:

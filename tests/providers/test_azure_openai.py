@@ -376,3 +376,29 @@ def test_mint_without_the_leaked_fingerprint_does_not_guess(provider, emulator, 
     with pytest.raises(ManualStepRequired, match="may still hold the leaked key"):
         provider.mint(bare, "replacement")
     assert emulator.is_live(key1) and not regenerations(emulator)
+
+
+def test_a_401_for_a_key_the_account_still_holds_is_unknown_not_dead(make_provider, emulator, sub):
+    """Azure's 401 reads "invalid subscription key or wrong API endpoint": a data_url pointing at
+    another resource answers 401 for a live key. Where the pinned account's keys can be read, a key
+    one of its slots still holds is unknown; once the slot is regenerated, the same 401 is dead."""
+    key1, _ = emulator.add_account(sub, "rg", "acct")
+    wrong_endpoint = {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong "
+                                "API endpoint. Make sure to provide a valid key for an active subscription and use "
+                                "a correct regional API endpoint for your resource."}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/openai/"):
+            return httpx.Response(401, json=wrong_endpoint)
+        return emulator(request)
+
+    provider = make_provider(transport=httpx.MockTransport(handler), account="acct", resource_group="rg")
+    verdict = provider.check(Secret(key1))
+    assert verdict.state is Liveness.UNKNOWN and "still holds this key in Key1" in verdict.reason
+    assert key1 not in verdict.reason
+    provider.revoke(provider.identify(Secret(key1)))
+    after = provider.check(Secret(key1))
+    assert after.state is Liveness.DEAD and "no slot of the account holds it" in after.reason
+    unpinned = make_provider(transport=httpx.MockTransport(handler), admin_key=None)
+    assert unpinned.check(Secret(emulator.accounts["acct"].key2)).state is Liveness.DEAD, \
+        "without the account's keys, the data plane's documented 401 is all there is"
