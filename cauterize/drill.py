@@ -35,8 +35,9 @@ import yaml
 from cauterize import incident as records
 from cauterize.errors import InputError
 from cauterize.incident import IncidentStore, write_private
+from cauterize.providers.formats import load_leaked_key
 from cauterize.runbook import LoadedRunbook, load_runbook
-from cauterize.secret import KeySource, assert_clean
+from cauterize.secret import assert_clean
 
 HISTORY = "drills.jsonl"
 RESULT = "drill.json"
@@ -108,7 +109,7 @@ def open_drill(runbook_path: str | Path, *, sandbox: bool = False, incidents_dir
     derived = root / ".drill-runbooks" / f"{data['name']}.yaml"
     write_private(derived, yaml.safe_dump(data, sort_keys=False), what="the drill runbook")
     drilled = load_runbook(derived)
-    key = KeySource.parse(drilled.runbook.key.source).load(base_dir=drilled.base_dir)
+    key = load_leaked_key(drilled.runbook.key.source, drilled.runbook.key.provider, base_dir=drilled.base_dir)
     if IncidentStore(root).find_open(drilled.runbook.name, key.fingerprint) is None:
         name = drilled.runbook.key.provider
         provider = get_provider(name, settings_for(name, drilled.runbook.providers.get(name), base_dir=drilled.base_dir))

@@ -30,6 +30,7 @@ import httpx
 
 from cauterize.errors import CauterizeError, InputError
 from cauterize.providers.base import KeyIdentity, ProviderSettings, get_provider, settings_for
+from cauterize.providers.formats import load_leaked_key
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.secret import KeySource, Secret
 from cauterize.watch import READERS, notify, runbooks_to_start, watch
@@ -129,7 +130,7 @@ def _watched(loaded: LoadedRunbook, transport: httpx.BaseTransport | None) -> Wa
         return None
     settings = settings_for(provider_name, runbook.providers.get(provider_name), base_dir=loaded.base_dir,
                             transport=transport)
-    key = KeySource.parse(runbook.key.source).load(base_dir=loaded.base_dir)
+    key = load_leaked_key(runbook.key.source, provider_name, base_dir=loaded.base_dir)
     provider = get_provider(provider_name, settings)
     try:
         identity = provider.identify(key)

@@ -42,7 +42,9 @@ from pydantic import Field, SecretStr
 
 from cauterize import incident as records
 from cauterize import response
-from cauterize.secret import Secret
+from cauterize.errors import CauterizeError
+from cauterize.providers.formats import check_key, expected, key_lines
+from cauterize.secret import parse_key_text
 
 PAUSE_TIMEOUT_S = 3600
 POLL_INTERVAL_S = 2
@@ -78,7 +80,13 @@ def hand_over_key(incident_dir: str, *, timeout_s: int = PAUSE_TIMEOUT_S) -> boo
     answer = _pause(NewKeyForm.with_initial_data(description=instructions), incident_dir, "rotate", timeout_s)
     if answer is None:
         return False
-    secret = Secret(answer.key.get_secret_value())
+    try:  # the one key-source parser and the provider's key shapes, as for every other source
+        secret = check_key(parse_key_text(answer.key.get_secret_value(), "the pause form",
+                                          fits=key_lines(incident.provider), expected=expected(incident.provider)),
+                           incident.provider, "the pause form")
+    except CauterizeError as exc:
+        secret = None
+        refused = exc.one_line()
     try:
         _forget(answer)
     except Exception as exc:  # noqa: BLE001  (the rotation goes on; a person deletes the input)
@@ -86,6 +94,9 @@ def hand_over_key(incident_dir: str, *, timeout_s: int = PAUSE_TIMEOUT_S) -> boo
                                      f"{answer.metadata.receiver}: it holds the new key ({type(exc).__name__})",
              action=True)
     del answer
+    if secret is None:
+        note(incident_dir, "rotate", f"the key pasted into the pause form was refused: {refused}; rotate still waits")
+        return False
     response.set_manual_input(lambda _instructions: secret)
     try:
         response_step("rotate", incident_dir, return_state=True)

@@ -102,7 +102,8 @@ def test_a_paused_anthropic_rotation_resumes_with_a_key_from_another_process(pre
         [run] = _wait_for(lambda: _paused_runs(prefect_server), 90, "the paused flow run", second)
         _, new_key = emulator.add_key(name="cauterize replacement", workspace_id=workspace)
         with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
-            resume_flow_run(run.id, run_input={"key": new_key})
+            # pasted the way a tired person copies it from a .env: the one parser reads the bare key
+            resume_flow_run(run.id, run_input={"key": f'ANTHROPIC_API_KEY="{new_key}"\r\n'})
         out, err = second.communicate(timeout=120)
     finally:
         _stop_group(second)
