@@ -8,6 +8,8 @@ pages paginate the way the official SDK expects, and deleting a key makes it ans
 Deleting one service account's key leaves the account and its other keys alive (the 2026 API;
 ``legacy_service_account_delete=True`` restores the older 400). ``add_admin_key(scopes=[...])``
 makes a restricted admin key: a route outside its scopes answers 403 "Missing scopes: ...".
+Keys minted with ``expires_in_seconds`` (1..31536000) carry ``expires_at`` and answer 401 once it
+passes. tests/sandbox/test_openai_sdk_contract.py drives all of it with the official SDK.
 
     emulator = OpenAIEmulator()
     admin_key = emulator.add_admin_key()
@@ -55,6 +57,7 @@ _ROUTE_SCOPES = {"/models": "api.model.read"}
 #: some answers have it, or plain text (a proxy)
 MISSING_SCOPE_BODIES = ("object", "string", "text")
 _SA_ROLES = ("member", "owner")
+_MAX_TTL = 31536000  # expires_in_seconds: 1 s .. 365 days
 
 
 def new_key_value(kind: str = "proj") -> str:
@@ -122,6 +125,7 @@ class ApiKey:
     last_used_at: int | None = None
     deleted: bool = False
     scopes: list[str] = field(default_factory=list)  # a restricted key's scopes; empty: all permissions
+    expires_at: int | None = None
 
 
 @dataclass
@@ -196,6 +200,7 @@ _ROUTES: list[tuple[str, str, str, str]] = [
     ("POST", "/organization/projects/{project_id}/archive", "_archive_project", "admin"),
     ("GET", "/organization/projects/{project_id}/api_keys", "_list_project_api_keys", "admin"),
     ("GET", "/organization/projects/{project_id}/api_keys/{key_id}", "_retrieve_project_api_key", "admin"),
+    ("POST", "/organization/projects/{project_id}/api_keys/{key_id}", "_update_project_api_key", "admin"),
     ("DELETE", "/organization/projects/{project_id}/api_keys/{key_id}", "_delete_project_api_key", "admin"),
     ("GET", "/organization/projects/{project_id}/service_accounts", "_list_service_accounts", "admin"),
     ("POST", "/organization/projects/{project_id}/service_accounts", "_create_service_account", "admin"),
@@ -584,6 +589,22 @@ class OpenAIEmulator:
     def _retrieve_project_api_key(self, call: _Call) -> Body:
         return self._key_json(self._project_key(call))
 
+    def _update_project_api_key(self, call: _Call) -> Body:
+        """Replace a key's scopes and/or set its expiry relative to now (neither may be null)."""
+        key, body = self._project_key(call), call.body
+        if "scopes" not in body and "expires_in_seconds" not in body:
+            raise ApiError(400, "Provide at least one of 'scopes' or 'expires_in_seconds'.")
+        if key.expires_at is not None and key.expires_at <= self._now():
+            raise ApiError(400, f"API key '{key.id}' has expired and cannot be updated.")
+        changes: Body = {}
+        if "scopes" in body:
+            key.scopes = changes["scopes"] = _scopes(body["scopes"])
+        if "expires_in_seconds" in body:
+            changes["expires_in_seconds"] = ttl = _ttl(body["expires_in_seconds"], nullable=False)
+            key.expires_at = self._now() + ttl
+        self._audit("api_key.updated", key.project_id, {"id": key.id, "changes_requested": changes}, call.actor)
+        return self._key_json(key)
+
     def _delete_project_api_key(self, call: _Call) -> Body:
         key = self._project_key(call)
         if key.owner_type == "service_account" and self.legacy_service_account_delete:
@@ -606,11 +627,18 @@ class OpenAIEmulator:
         name = call.body.get("name")
         if not isinstance(name, str) or not name:
             raise ApiError(400, "Missing required parameter: 'name'.", param="name")
-        sa = self.service_accounts[self.add_service_account(project.id, name)]
         only = bool(call.body.get("create_service_account_only"))
+        ttl = _ttl(call.body.get("expires_in_seconds"))
+        if only and ttl is not None:
+            raise ApiError(
+                400,
+                "'expires_in_seconds' cannot be used with 'create_service_account_only'.",
+                param="expires_in_seconds",
+            )
+        sa = self.service_accounts[self.add_service_account(project.id, name)]
         sa.role = "none" if only else "member"
         self._audit("service_account.created", project.id, {"id": sa.id, "data": {"role": sa.role}}, call.actor)
-        api_key = None if only else self._mint_sa_key(sa, "Secret Key", call.actor)
+        api_key = None if only else self._mint_sa_key(sa, "Secret Key", call.actor, ttl=ttl)
         return {**self._sa_json(sa), "api_key": api_key}
 
     def _retrieve_service_account(self, call: _Call) -> Body:
@@ -641,16 +669,21 @@ class OpenAIEmulator:
 
     def _create_sa_key(self, call: _Call) -> Body:
         sa = self._service_account(call)
-        scopes = call.body.get("scopes", [])
-        if not isinstance(scopes, list) or not all(isinstance(x, str) and x for x in scopes):
-            raise ApiError(400, "Invalid type for 'scopes': expected an array of strings.", param="scopes")
-        return self._mint_sa_key(sa, call.body.get("name") or "Secret Key", call.actor, scopes)
+        scopes = _scopes(call.body.get("scopes", []))
+        ttl = _ttl(call.body.get("expires_in_seconds"))
+        return self._mint_sa_key(sa, call.body.get("name") or "Secret Key", call.actor, scopes, ttl)
 
     def _mint_sa_key(
-        self, sa: ServiceAccount, name: str, actor: AdminKey | ApiKey, scopes: list[str] | None = None
+        self,
+        sa: ServiceAccount,
+        name: str,
+        actor: AdminKey | ApiKey,
+        scopes: list[str] | None = None,
+        ttl: int | None = None,
     ) -> Body:
         key = self.keys[self.add_service_account_key(sa.project_id, sa.id, name=name)[0]]
         key.scopes = list(scopes or [])
+        key.expires_at = key.created_at + ttl if ttl is not None else None
         self._audit("api_key.created", sa.project_id, {"id": key.id, "data": {"scopes": key.scopes}}, actor)
         return {
             "object": "organization.project.service_account.api_key",
@@ -658,6 +691,7 @@ class OpenAIEmulator:
             "name": key.name,
             "created_at": key.created_at,
             "id": key.id,
+            "expires_at": key.expires_at,
         }
 
     # ---- admin API keys --------------------------------------------------------------------
@@ -672,9 +706,9 @@ class OpenAIEmulator:
         name = call.body.get("name")
         if not isinstance(name, str) or not name:
             raise ApiError(400, "Missing required parameter: 'name'.", param="name")
+        ttl = _ttl(call.body.get("expires_in_seconds"))
         key = self._admin_key(self.add_admin_key(name))
-        ttl = call.body.get("expires_in_seconds")
-        key.expires_at = key.created_at + int(ttl) if ttl else None
+        key.expires_at = key.created_at + ttl if ttl is not None else None
         return {**self._admin_key_json(key), "value": key.value}
 
     def _retrieve_admin_key(self, call: _Call) -> Body:
@@ -778,6 +812,8 @@ class OpenAIEmulator:
             if gone
         ]
         now = self._seconds()
+        if key.expires_at is not None and key.expires_at <= now:
+            return False
         return all(
             thing in self._revoked_at and now < self._revoked_at[thing] + self.revocation_delay_s for thing in revoked
         )
@@ -862,6 +898,7 @@ class OpenAIEmulator:
             "id": k.id,
             "owner_project_access": k.owner_project_access,
             "owner": owner,
+            "expires_at": k.expires_at,
         }
 
     def _admin_key_json(self, k: AdminKey) -> Body:
@@ -903,6 +940,25 @@ def _fault_error(fault: _Fault) -> ApiError:
     if fault.status == 404:
         return ApiError(404, fault.message or "Not found.")
     return ApiError(fault.status, fault.message or "Injected error.")
+
+
+def _ttl(value: Any, *, nullable: bool = True) -> int | None:
+    """A validated ``expires_in_seconds`` (1..31536000); None when absent or null (if allowed)."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_TTL:
+        raise ApiError(
+            400,
+            f"Invalid 'expires_in_seconds': expected an integer between 1 and {_MAX_TTL}.",
+            param="expires_in_seconds",
+        )
+    return value
+
+
+def _scopes(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise ApiError(400, "Invalid type for 'scopes': expected an array of strings.", param="scopes")
+    return list(value)
 
 
 def _audit_field(event: Body, name: str) -> str | None:

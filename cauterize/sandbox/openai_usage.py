@@ -20,8 +20,9 @@ from urllib.parse import parse_qsl
 #: bucket width -> (seconds, default limit, maximum limit)
 USAGE_WIDTHS = {"1m": (60, 60, 1440), "1h": (3600, 24, 168), "1d": (86400, 7, 31)}
 COST_WIDTHS = {"1d": (86400, 7, 180)}
-USAGE_GROUPS = ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier")
-COST_GROUPS = ("project_id", "line_item", "api_key_id")
+#: group_by values; ``api_source`` (and ``user_id`` for costs) as the 2026 SDK sends them
+USAGE_GROUPS = ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier", "api_source")
+COST_GROUPS = ("project_id", "user_id", "line_item", "api_key_id", "api_source")
 
 #: USD per million tokens (input, output); plausible list prices, for the emulator only.
 PRICES = {"gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1": (2.00, 8.00), "gpt-4.1-mini": (0.40, 1.60)}
@@ -98,6 +99,7 @@ class UsageRecord:
     requests: int = 0
     batch: bool = False
     service_tier: str = "default"
+    api_source: str = "unlabeled"  # or "agents_api"
 
     def cost_items(self) -> list[tuple[str, float, int]]:
         """``(line_item, usd, tokens)`` for the input and output side."""
@@ -141,12 +143,21 @@ def costs_page(records: Iterable[UsageRecord], query: Query, now: int) -> dict[s
     window = _window(query, now, COST_WIDTHS)
     group_by = _group_by(query, COST_GROUPS)
     wanted = _filters(query, ("project_ids", "api_key_ids"))
+    line_items = set(query.getlist("line_items"))
     sums: dict[tuple[int, tuple], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for record in _in_window(records, window):
         if not _passes(record, wanted):
             continue
         for line_item, usd, tokens in record.cost_items():
-            fields = {"project_id": record.project_id, "line_item": line_item, "api_key_id": record.api_key_id}
+            if line_items and line_item not in line_items:
+                continue
+            fields = {
+                "project_id": record.project_id,
+                "user_id": record.user_id,
+                "line_item": line_item,
+                "api_key_id": record.api_key_id,
+                "api_source": record.api_source,
+            }
             key = (_bucket_index(record, window), tuple(fields[field] for field in group_by))
             sums[key]["value"] += usd
             sums[key]["quantity"] += tokens
