@@ -1,12 +1,12 @@
-"""A faithful local emulator of Anthropic's Admin API (API keys, Messages usage report) and of the
-``GET /v1/models`` liveness route.
+"""A faithful local emulator of Anthropic's Admin API (API keys, Messages usage report, cost report)
+and of the ``GET /v1/models`` liveness route.
 
 It follows Anthropic's public API reference and the emulator contract of provider-apis.md 2 and
 7.2: every route needs an ``anthropic-version`` header and a key in ``x-api-key`` (or
 ``Authorization: Bearer``); admin routes take only ``sk-ant-admin01-`` keys; errors use Anthropic's
 body ``{"type": "error", "error": {"type", "message"}, "request_id"}`` and every answer carries a
-``request-id`` header; key lists page with ``before_id``/``after_id``; usage pages with
-``page``/``next_page``; an inactive, archived or expired key answers 401 ``authentication_error``
+``request-id`` header; key lists page with ``before_id``/``after_id``; usage and cost reports
+with ``page``/``next_page``; an inactive, archived or expired key answers 401 ``authentication_error``
 on the data plane, and a key of a workspace seeded ``forbidden=True`` answers 403
 ``permission_error`` (it authenticates, it may not use the resource), as the errors page has them.
 
@@ -48,6 +48,8 @@ ADMIN_PREFIX = "sk-ant-admin01-"
 STATUSES = ("active", "inactive", "archived", "expired")
 #: bucket width -> (seconds, default limit, maximum limit) of the Messages usage report
 USAGE_WIDTHS = {"1m": (60, 60, 1440), "1h": (3600, 24, 168), "1d": (86400, 7, 31)}
+COST_WIDTHS = {"1d": (86400, 7, 31)}
+COST_GROUPS = ("workspace_id", "description")
 USAGE_GROUPS = (
     "api_key_id",
     "workspace_id",
@@ -73,11 +75,23 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
     529: "overloaded_error",
 }
-_MODELS = (
-    ("claude-opus-4-1-20250805", "Claude Opus 4.1"),
-    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5"),
-    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5"),
+_MODELS = (  # id, display name, line, max output tokens
+    ("claude-opus-4-1-20250805", "Claude Opus 4.1", "opus", 32000),
+    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "sonnet", 64000),
+    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "haiku", 64000),
 )
+#: list prices in USD per million tokens (input, output), for the emulator's cost report only
+_PRICES = {"claude-opus-4-1-20250805": (15.0, 75.0), "claude-haiku-4-5-20251001": (1.0, 5.0)}
+_DEFAULT_PRICE = (3.0, 15.0)
+#: cost-report token types: usage field, price multiple of the input price (output: own price), label
+_TOKEN_COSTS = (
+    ("uncached_input_tokens", "uncached_input_tokens", 1.0, "Input Tokens"),
+    ("output_tokens", "output_tokens", None, "Output Tokens"),
+    ("cache_read_input_tokens", "cache_read_input_tokens", 0.1, "Cache Read"),
+    ("cache_5m", "cache_creation.ephemeral_5m_input_tokens", 1.25, "5m Cache Write"),
+    ("cache_1h", "cache_creation.ephemeral_1h_input_tokens", 2.0, "1h Cache Write"),
+)
+_WEB_SEARCH_CENTS = 1.0  # $10 per 1,000 searches
 _URLSAFE = string.ascii_letters + string.digits + "_-"
 _ALNUM = string.ascii_letters + string.digits
 
@@ -196,6 +210,7 @@ _ROUTES: list[tuple[str, str, str, str]] = [
     ("GET", "/v1/organizations/api_keys/{api_key_id}", "_get_api_key", "admin"),
     ("POST", "/v1/organizations/api_keys/{api_key_id}", "_update_api_key", "admin"),
     ("GET", "/v1/organizations/usage_report/messages", "_usage_messages", "admin"),
+    ("GET", "/v1/organizations/cost_report", "_cost_report", "admin"),
 ]
 _TABLE = [
     (method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path) + "$"), handler, auth)
@@ -420,7 +435,21 @@ class AnthropicEmulator:
     # ---- routes ----------------------------------------------------------------------------
 
     def _list_models(self, call: _Call) -> Body:
-        data = [{"type": "model", "id": m, "display_name": n, "created_at": "2025-10-01T00:00:00Z"} for m, n in _MODELS]
+        data = [
+            {
+                "type": "model",
+                "id": model,
+                "display_name": name,
+                "created_at": "2025-10-01T00:00:00Z",
+                "lifecycle": "active",  # required by the SDK's ModelInfo
+                "deprecated_at": None,
+                "retires_at": None,
+                "line": line,
+                "max_input_tokens": 200000,
+                "max_tokens": max_tokens,
+            }
+            for model, name, line, max_tokens in _MODELS
+        ]
         return {"data": data, "first_id": data[0]["id"], "last_id": data[-1]["id"], "has_more": False}
 
     def _list_api_keys(self, call: _Call) -> Body:
@@ -466,10 +495,10 @@ class AnthropicEmulator:
         extra = sorted(set(body) - {"name", "status"})
         if extra:
             raise ApiError(400, f"{extra[0]}: Extra inputs are not permitted")
-        name, status = body.get("name"), body.get("status")
-        if "name" in body and (not isinstance(name, str) or not 1 <= len(name) <= 500):
+        name, status = body.get("name"), body.get("status")  # null (the SDK's None): leave as is
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 500):
             raise ApiError(400, "name: String should have between 1 and 500 characters")
-        if "status" in body:
+        if status is not None:
             current = self._status(key)
             if status == "expired":
                 raise ApiError(400, "status: 'expired' cannot be set; a key expires when its expires_at passes")
@@ -490,6 +519,9 @@ class AnthropicEmulator:
 
     def _usage_messages(self, call: _Call) -> Body:
         return usage_page(self.usage_records, call.query, _epoch(self._clock()))
+
+    def _cost_report(self, call: _Call) -> Body:
+        return cost_page(self.usage_records, call.query, _epoch(self._clock()))
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -538,45 +570,108 @@ class AnthropicEmulator:
 
 def usage_page(records: Iterable[UsageRecord], query: Query, now: int) -> Body:
     """The answer of ``GET /v1/organizations/usage_report/messages``: one page of time buckets."""
-    width = query.get("bucket_width") or "1d"
-    if width not in USAGE_WIDTHS:
-        raise InvalidParam("bucket_width: Input should be '1m', '1h' or '1d'")
-    seconds, default_limit, max_limit = USAGE_WIDTHS[width]
-    start = _timestamp(query, "starting_at")
-    end = _timestamp(query, "ending_at", now)
-    if end <= start:
-        raise InvalidParam("ending_at: must be later than starting_at")
-    limit = query.integer("limit", default_limit)
-    assert limit is not None
-    if not 1 <= limit <= max_limit:
-        raise InvalidParam(f"limit: must be between 1 and {max_limit} for bucket_width {width}")
+    window = _ReportWindow(query, now, USAGE_WIDTHS)
+    group_by = _report_groups(query, USAGE_GROUPS)
+    filters = {fld: set(values) for name, fld in _USAGE_FILTERS.items() if (values := query.getlist(name))}
+    sums: dict[tuple[int, tuple], Counter[str]] = defaultdict(Counter)
+    for record in window.records(records):
+        if all(getattr(record, f) in v for f, v in filters.items()):
+            dims = tuple(getattr(record, g) for g in group_by)
+            sums[window.index(record), dims].update({t: getattr(record, t) for t in _TOKENS})
+    return window.page(sums, lambda dims, total: _usage_result(total, dict(zip(group_by, dims))))
+
+
+def cost_page(records: Iterable[UsageRecord], query: Query, now: int) -> Body:
+    """The answer of ``GET /v1/organizations/cost_report``: daily buckets of costs in cents (decimal
+    strings); the item fields (description, cost_type, model, token_type...) are null unless grouped
+    by ``description``, ``workspace_id`` null unless grouped by it (and for the default workspace)."""
+    window = _ReportWindow(query, now, COST_WIDTHS)
+    group_by = _report_groups(query, COST_GROUPS)
+    sums: dict[tuple[int, tuple], float] = defaultdict(float)
+    for record in window.records(records):
+        workspace = (record.workspace_id,) if "workspace_id" in group_by else ()
+        for item, cents in _cost_items(record):
+            sums[window.index(record), workspace + (item if "description" in group_by else ())] += cents
+    return window.page(sums, lambda dims, cents: _cost_result(cents, dims, group_by))
+
+
+class _ReportWindow:
+    """The time buckets one report page covers: ``bucket_width``, ``limit`` and the ``page`` cursor
+    applied to ``[starting_at, ending_at)``, buckets snapped to UTC boundaries."""
+
+    def __init__(self, query: Query, now: int, widths: dict[str, tuple[int, int, int]]):
+        width = query.get("bucket_width") or "1d"
+        if width not in widths:
+            raise InvalidParam(f"bucket_width: Input should be {' or '.join(repr(w) for w in widths)}")
+        self.seconds, default_limit, max_limit = widths[width]
+        start = _timestamp(query, "starting_at")
+        self.end = _timestamp(query, "ending_at", now)
+        if self.end <= start:
+            raise InvalidParam("ending_at: must be later than starting_at")
+        limit = query.integer("limit", default_limit)
+        assert limit is not None
+        if not 1 <= limit <= max_limit:
+            raise InvalidParam(f"limit: must be between 1 and {max_limit} for bucket_width {width}")
+        self.first = start - start % self.seconds
+        cursor = query.get("page")
+        if cursor:
+            self.first = _decode_page(cursor, self.first, self.seconds)
+        self.edges = range(self.first, self.end, self.seconds)[:limit]
+
+    def records(self, records: Iterable[UsageRecord]) -> Iterable[UsageRecord]:
+        stop = min(self.end, self.edges[-1] + self.seconds) if self.edges else self.first
+        return (record for record in records if self.first <= record.at < stop)
+
+    def index(self, record: UsageRecord) -> int:
+        return (record.at - self.first) // self.seconds
+
+    def page(self, sums: dict[tuple[int, tuple], Any], render: Callable[[tuple, Any], Body]) -> Body:
+        by_bucket: dict[int, list[Body]] = defaultdict(list)
+        for (index, dims), total in sorted(sums.items(), key=lambda item: repr(item[0])):
+            by_bucket[index].append(render(dims, total))
+        data = [
+            {"starting_at": _iso_epoch(edge), "ending_at": _iso_epoch(edge + self.seconds), "results": by_bucket[index]}
+            for index, edge in enumerate(self.edges)
+        ]
+        following = self.first + len(self.edges) * self.seconds
+        more = following < self.end
+        return {"data": data, "has_more": more, "next_page": _encode_page(following) if more else None}
+
+
+def _report_groups(query: Query, allowed: tuple[str, ...]) -> tuple[str, ...]:
     groups = query.getlist("group_by")
     for group in groups:
-        if group not in USAGE_GROUPS:
-            raise InvalidParam(f"group_by: '{group}' is not one of {', '.join(USAGE_GROUPS)}")
-    group_by = tuple(g for g in USAGE_GROUPS if g in groups)
-    filters = {fld: set(values) for name, fld in _USAGE_FILTERS.items() if (values := query.getlist(name))}
-    first = start - start % seconds
-    cursor = query.get("page")
-    if cursor:
-        first = _decode_page(cursor, first, seconds)
-    edges = range(first, end, seconds)[:limit]
-    stop = min(end, edges[-1] + seconds) if edges else first
-    sums: dict[tuple[int, tuple], Counter[str]] = defaultdict(Counter)
-    for record in records:
-        if first <= record.at < stop and all(getattr(record, f) in v for f, v in filters.items()):
-            dims = tuple(getattr(record, g) for g in group_by)
-            sums[(record.at - first) // seconds, dims].update({t: getattr(record, t) for t in _TOKENS})
-    by_bucket: dict[int, list[Body]] = defaultdict(list)
-    for (index, dims), total in sorted(sums.items(), key=lambda item: repr(item[0])):
-        by_bucket[index].append(_usage_result(total, dict(zip(group_by, dims))))
-    data = [
-        {"starting_at": _iso_epoch(edge), "ending_at": _iso_epoch(edge + seconds), "results": by_bucket[index]}
-        for index, edge in enumerate(edges)
-    ]
-    following = first + len(edges) * seconds
-    more = following < end
-    return {"data": data, "has_more": more, "next_page": _encode_page(following) if more else None}
+        if group not in allowed:
+            raise InvalidParam(f"group_by: '{group}' is not one of {', '.join(allowed)}")
+    return tuple(g for g in allowed if g in groups)
+
+
+def _cost_items(record: UsageRecord) -> Iterable[tuple[tuple, float]]:
+    """``((description, cost_type, model, service_tier, context_window, token_type), cents)`` per
+    cost line of one usage record."""
+    display = {model[0]: model[1] for model in _MODELS}.get(record.model, record.model)
+    price_in, price_out = _PRICES.get(record.model, _DEFAULT_PRICE)
+    for field_name, token_type, multiple, label in _TOKEN_COSTS:
+        tokens = getattr(record, field_name)
+        if tokens:
+            usd = tokens * (price_out if multiple is None else price_in * multiple) / 1e6
+            line = (f"{display} Usage - {label}", "tokens", record.model, record.service_tier, record.context_window)
+            yield (*line, token_type), usd * 100
+    if record.web_search:
+        yield ("Web Search Usage", "web_search", None, None, None, None), record.web_search * _WEB_SEARCH_CENTS
+
+
+def _cost_result(cents: float, dims: tuple, group_by: tuple[str, ...]) -> Body:
+    workspace = dims[0] if "workspace_id" in group_by else None
+    item = dims[1 if "workspace_id" in group_by else 0 :] or (None,) * 6
+    fields = ("description", "cost_type", "model", "service_tier", "context_window", "token_type")
+    return {
+        "amount": f"{cents:.6f}".rstrip("0").rstrip("."),
+        "currency": "USD",
+        **dict(zip(fields, item)),
+        "inference_geo": None,
+        "workspace_id": workspace,
+    }
 
 
 def _usage_result(total: Counter[str], dims: Body) -> Body:
@@ -659,4 +754,12 @@ def _iso_epoch(stamp: int) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["AnthropicEmulator", "ApiError", "RecordedRequest", "new_key_value", "partial_key_hint", "usage_page"]
+__all__ = [
+    "AnthropicEmulator",
+    "ApiError",
+    "RecordedRequest",
+    "cost_page",
+    "new_key_value",
+    "partial_key_hint",
+    "usage_page",
+]
