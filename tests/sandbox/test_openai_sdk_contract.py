@@ -56,8 +56,11 @@ def emulator(clock) -> OpenAIEmulator:
 
 
 @pytest.fixture
-def sdk(emulator):
-    """``sdk(admin_api_key=... | api_key=...)``: an official client on the emulator, no retries."""
+def sdk(emulator, monkeypatch):
+    """``sdk(admin_api_key=... | api_key=...)``: an official client on the emulator, no retries, no
+    credential from the environment."""
+    for name in ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
     clients = []
 
     def make(**credentials: str):
@@ -435,7 +438,7 @@ def test_models_with_a_live_deleted_and_restricted_key(emulator, sdk):
         sdk(admin_api_key=value).admin.organization.projects.list()
 
 
-def test_the_sdk_over_a_real_socket(emulator):
+def test_the_sdk_over_a_real_socket(emulator, sdk):  # sdk: no credential from the environment
     admin = emulator.add_admin_key()
     ids = [emulator.add_project(f"p{index}") for index in range(105)]
     with serve(emulator) as app:
