@@ -269,7 +269,7 @@ CONFIRM_WINDOWS_S: dict[str, float] = {
 }
 DEFAULT_CONFIRM_WINDOW_S = 120.0
 #: first wait between two liveness checks; it doubles up to the cap
-CONFIRM_FIRST_WAIT_S, CONFIRM_MAX_WAIT_S = 0.5, 8.0
+CONFIRM_FIRST_WAIT_S, CONFIRM_MAX_WAIT_S = 0.5, 3.0
 
 
 def confirm_window(provider: str, configured: float | None = None) -> float:
