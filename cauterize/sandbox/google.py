@@ -1,12 +1,29 @@
-"""A faithful local emulator of Google's service-account key APIs: IAM v1, the token endpoint, Monitoring.
+"""A faithful local emulator of Google's key APIs: IAM v1, the token endpoint, Monitoring, API Keys v2, Org Policy v2.
 
-It follows the public REST surface (discovery ``iam.v1.json``; provider-apis.md sections 3 and 7.3):
+It follows the public REST surface (discoveries ``iam.v1.json``, ``apikeys.v2.json``; provider-apis.md
+sections 3 and 7.3):
 
 * IAM ``/v1/projects/{p}/serviceAccounts/{sa}/keys[/{keyId}[:disable|:enable]]``: list (no paging,
   ``keyTypes`` filter), get, create (``privateKeyData``: base64 of a key file), disable and enable
   (``{}``, flipping ``disabled``), delete (``{}``). ``{p}`` may be ``-``, ``{sa}`` the email or unique
   id; as with the real wildcard, what does not exist answers 403 under ``-`` (404 otherwise). A
-  service account holds at most 10 keys.
+  service account holds at most 10 user-managed keys: the 11th answers 400 FAILED_PRECONDITION
+  "Precondition check failed." with no details (firebase/firebase-tools#6192). Where ``forbid_key_creation``
+  enforced ``iam.disableServiceAccountKeyCreation`` or ``iam.managed.disableServiceAccountKeyCreation``,
+  create answers Google's documented 400 FAILED_PRECONDITION "Key creation is not allowed on this
+  service account." with a ``PreconditionFailure`` violation of type ``constraints/<constraint>``
+  (cloud.google.com/iam/docs/troubleshoot-org-policies; the managed constraint's body is assumed to
+  have the same shape).
+* Org Policy v2 ``GET /v2/projects/{p}/policies/{constraint}:getEffectivePolicy``: ``{name, spec:
+  {rules: [{enforce}]}}`` as seeded, ``{name}`` for a constraint nobody set.
+* API Keys v2 (``apikeys.googleapis.com``): ``GET /v2/keys:lookupKey?keyString=`` (``{parent, name}``;
+  only ``parent`` once purged; 404 for a value it never issued, an emulator choice), list (``pageSize``,
+  ``pageToken``, ``showDeleted``), get (a soft-deleted key too, with ``deleteTime``, as AIP-164 has
+  it), create and delete (long-running Operations, done at once unless ``operation_polls`` says how
+  many ``GET /v2/operations/{id}`` answer ``done: false`` first; deleting a deleted key: 404, an
+  emulator choice), ``/keyString``. A deleted key fails the Gemini API with
+  API_KEY_INVALID; restrictions are enforced there (``apiTargets`` other than the Gemini API: service
+  blocked; referrers, IP addresses, apps: blocked, since the emulator's callers send none).
 * ``POST /token``: the JWT-bearer grant. The RS256 signature is verified with the public key named by
   the ``kid`` header (``iss``: the client email); a disabled or deleted key, a bad signature or an
   ``iat``/``exp`` out of range answers 400 ``invalid_grant``. Each token counts as one authentication.
@@ -24,8 +41,10 @@ It follows the public REST surface (discovery ``iam.v1.json``; provider-apis.md 
 IAM and Monitoring take bearer tokens the emulator issued, from ``add_admin_token()`` or the token
 endpoint for a key of a service account seeded with ``admin=True``; others get 401 UNAUTHENTICATED
 or 403 PERMISSION_DENIED in Google's envelope ``{"error": {code, message, status, details}}``.
-``fail_next`` injects 429 RESOURCE_EXHAUSTED (with ``Retry-After``), 5xx and the like. Tokens
-already issued stay valid until they expire, even after their key is gone.
+``deny(permission)`` takes a permission from every admin (403 PERMISSION_DENIED naming it, as
+IAM does); ``disable_service(service)`` answers 403 SERVICE_DISABLED for that API. ``fail_next``
+injects 429 RESOURCE_EXHAUSTED (with ``Retry-After``), 5xx and the like. Tokens already issued stay
+valid until they expire, even after their key is gone.
 
     google = GoogleEmulator()
     email = google.add_service_account("prod-project", "vertex-caller")
@@ -98,11 +117,39 @@ _RESTRICTIONS = {
         ),
     ),
 }
+#: V2Restrictions on the caller -> the _RESTRICTIONS entry a call without that caller gets
+_CALLER_RESTRICTIONS = (
+    ("browserKeyRestrictions", "allowedReferrers", "referrer"),
+    ("serverKeyRestrictions", "allowedIps", "ip"),
+    ("androidKeyRestrictions", "allowedApplications", "android"),
+    ("iosKeyRestrictions", "allowedBundleIds", "ios"),
+)
+_RESTRICTIONS |= {
+    "android": ("API_KEY_ANDROID_APP_BLOCKED", "Requests from this Android client application <empty> are blocked."),
+    "ios": ("API_KEY_IOS_APP_BLOCKED", "Requests from this iOS client application <empty> are blocked."),
+}
+_V2_RESTRICTIONS = {"apiTargets", *(name for name, _, _ in _CALLER_RESTRICTIONS)}
+KEY_CREATION_CONSTRAINTS = ("iam.disableServiceAccountKeyCreation", "iam.managed.disableServiceAccountKeyCreation")
+_KEY_CREATION_REFUSED = "Key creation is not allowed on this service account."
+_KEY_ID = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+#: the API each permission's calls go to (for disable_service)
+_SERVICES = {
+    "iam": "iam.googleapis.com",
+    "monitoring": "monitoring.googleapis.com",
+    "orgpolicy": "orgpolicy.googleapis.com",
+    "apikeys": "apikeys.googleapis.com",
+    "serviceusage": "apikeys.googleapis.com",
+}
 _BAD_SIGNATURE = "Invalid JWT Signature."
 _BAD_TIMES = (
     "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
     "Check your iat and exp values in the JWT claim."
 )
+
+
+def project_number(project: str) -> str:
+    """The emulator's stable project number for a project id (API key names use numbers)."""
+    return str(10**11 + sum(map(ord, project)) * 7919)
 
 
 def new_api_key_value() -> str:
@@ -146,10 +193,31 @@ class ApiKey:
     service_enabled: bool = True
     expired: bool = False
     deleted: bool = False
+    display_name: str = ""
+    restrictions: Body = field(default_factory=dict)  # V2Restrictions, as the API Keys API stores it
+    annotations: dict[str, str] = field(default_factory=dict)
+    service_account: str | None = None
+    key_id: str | None = None  # the name's last part, when the creator chose it
+    deleted_at: int | None = None
+    purged: bool = False
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project_number}/locations/global/keys/{self.uid}"
+        return f"projects/{self.project_number}/locations/global/keys/{self.key_id or self.uid}"
+
+    @property
+    def blocked_by(self) -> str | None:
+        """What of its restrictions refuses a Gemini API call from the emulator's callers (see the module)."""
+        if self.restriction is not None:
+            return self.restriction
+        found = self.restrictions
+        targets = [t.get("service") for t in found.get("apiTargets") or [] if isinstance(t, dict)]
+        if targets and GENERATIVE not in targets:
+            return "service"
+        for field_name, inner, reason in _CALLER_RESTRICTIONS:
+            if (found.get(field_name) or {}).get(inner):
+                return reason
+        return None
 
 
 @dataclass
@@ -207,6 +275,9 @@ def _oauth(error: str, description: str) -> GoogleError:
 
 _KEYS = r"/v1/projects/(?P<project>[^/]+)/serviceAccounts/(?P<account>[^/]+)/keys"
 _KEY = _KEYS + r"/(?P<key>[^/:]+)"
+_POLICY = r"/v2/projects/(?P<project>[^/]+)/policies/(?P<constraint>[^/:]+)"
+_API_KEYS = r"/v2/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/keys"
+_API_KEY = _API_KEYS + r"/(?P<key>[^/:]+)"
 # method, path, handler, the permission it needs
 _ROUTES = [
     ("GET", _KEYS, "_list_keys", "iam.serviceAccountKeys.list"),
@@ -216,6 +287,14 @@ _ROUTES = [
     ("POST", _KEY + ":disable", "_disable_key", "iam.serviceAccountKeys.disable"),
     ("POST", _KEY + ":enable", "_enable_key", "iam.serviceAccountKeys.enable"),
     ("GET", r"/v3/projects/(?P<project>[^/]+)/timeSeries", "_list_time_series", "monitoring.timeSeries.list"),
+    ("GET", _POLICY + ":getEffectivePolicy", "_effective_policy", "orgpolicy.policy.get"),
+    ("GET", r"/v2/keys:lookupKey", "_lookup_api_key", "apikeys.keys.lookup"),
+    ("GET", _API_KEYS, "_list_api_keys", "apikeys.keys.list"),
+    ("POST", _API_KEYS, "_create_api_key", "apikeys.keys.create"),
+    ("GET", _API_KEY, "_get_api_key", "apikeys.keys.get"),
+    ("DELETE", _API_KEY, "_delete_api_key", "apikeys.keys.delete"),
+    ("GET", _API_KEY + "/keyString", "_get_key_string", "apikeys.keys.getKeyString"),
+    ("GET", r"/v2/operations/(?P<operation>[^/]+)", "_get_operation", "serviceusage.operations.get"),
 ]
 _TABLE = [(method, re.compile(f"^{path}$"), handler, permission) for method, path, handler, permission in _ROUTES]
 
@@ -238,6 +317,12 @@ class GoogleEmulator:
         self.tokens: dict[str, AccessToken] = {}
         self.api_keys: dict[str, ApiKey] = {}  # by uid; deleted keys stay, marked
         self.authn_events: list[AuthnEvents] = []
+        self.org_policies: dict[tuple[str, str], bool] = {}  # (project, constraint) -> enforce
+        self.denied: set[str] = set()  # permissions no admin holds
+        self.disabled_services: set[str] = set()
+        self.operations: dict[str, Body] = {}  # API Keys long-running operations, by name
+        self.operation_polls = 0  # GETs an operation takes to be done (0: done when returned)
+        self._pending: dict[str, int] = {}
         self.requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
@@ -270,24 +355,59 @@ class GoogleEmulator:
         return key.id, credentials
 
     def add_api_key(
-        self, project: str, *, restriction: str | None = None, service_enabled: bool = True, expired: bool = False
+        self,
+        project: str,
+        *,
+        restriction: str | None = None,
+        service_enabled: bool = True,
+        expired: bool = False,
+        display_name: str = "Gemini API key",
+        restrictions: Body | None = None,
     ) -> str:
-        """A Google API key of ``project`` for the Gemini API; returns its value (``AIza`` + 35, random)."""
+        """A Google API key of ``project`` for the Gemini API; returns its value (``AIza`` + 35, random).
+
+        ``restrictions`` is a V2Restrictions (``apiTargets``, ``browserKeyRestrictions``...), enforced on the
+        Gemini API; ``restriction`` forces one refusal (``service``, ``referrer``, ``ip``) whatever they say."""
         if restriction not in (None, *_RESTRICTIONS):
             raise ValueError(f"restriction must be one of {', '.join(_RESTRICTIONS)} or None")
-        value = new_api_key_value()
-        number = str(10**11 + sum(map(ord, project)) * 7919)
-        key = ApiKey(str(uuid.uuid4()), value, project, number, self._now(), restriction, service_enabled, expired)
+        key = ApiKey(
+            str(uuid.uuid4()), new_api_key_value(), project, project_number(project), self._now(), restriction,
+            service_enabled, expired, display_name=display_name, restrictions=dict(restrictions or {}),
+        )
         with self._lock:
             self.api_keys[key.uid] = key
-        return value
+        return key.value
 
     def delete_api_key(self, value: str) -> None:
         """What ``DELETE /v2/{name}`` of the API Keys API, or the console, does: a soft delete."""
-        key = self._api_key(value)
+        key = self.find_api_key(value)
         if key is None:
             raise KeyError("no such API key in the emulator")
-        key.deleted = True
+        key.deleted, key.deleted_at = True, self._now()
+
+    def purge_api_key(self, value: str) -> None:
+        """What Google does 30 days after the delete: lookupKey then finds the project but no name."""
+        self.delete_api_key(value)
+        self.find_api_key(value).purged = True  # type: ignore[union-attr]
+
+    def find_api_key(self, value: str) -> ApiKey | None:
+        """The API key with this value, if the emulator issued it."""
+        return self._api_key(value)
+
+    def forbid_key_creation(self, project: str, *, managed: bool = False, enforce: bool = True) -> None:
+        """Set the organization policy ``iam.disableServiceAccountKeyCreation`` (``managed``:
+        ``iam.managed.disableServiceAccountKeyCreation``) on ``project``: ``enforce: true`` by default."""
+        constraint = KEY_CREATION_CONSTRAINTS[1 if managed else 0]
+        with self._lock:
+            self.org_policies[(project, constraint)] = enforce
+
+    def deny(self, *permissions: str) -> None:
+        """Every admin token loses these permissions: their calls answer 403 PERMISSION_DENIED naming them."""
+        self.denied.update(permissions)
+
+    def disable_service(self, service: str) -> None:
+        """``orgpolicy.googleapis.com``, ``apikeys.googleapis.com``...: its calls answer 403 SERVICE_DISABLED."""
+        self.disabled_services.add(service)
 
     def add_admin_token(self, *, expires_in: int | None = None) -> str:
         """An access token of a principal allowed every IAM key and Monitoring call (no expiry unless told)."""
@@ -374,6 +494,11 @@ class GoogleEmulator:
             match = pattern.match(request.path)
             if match and method == request.method:
                 self._authorize(request, permission)
+                service = _SERVICES[permission.split(".", 1)[0]]
+                if service in self.disabled_services:
+                    raise _service_disabled(service, match.groupdict().get("project") or "-")
+                if permission in self.denied:
+                    raise _denied(permission)
                 return _json(200, getattr(self, handler)(match.groupdict(), permission, request))
         raise GoogleError(404, f"The requested URL {request.path} was not found on this server.")
 
@@ -442,6 +567,16 @@ class GoogleEmulator:
             raise GoogleError(400, f'The sandbox emulates {_FILE} keys only, not "{kind}".')
         if algorithm not in ("KEY_ALG_RSA_2048", "KEY_ALG_RSA_1024"):
             raise GoogleError(400, f"Invalid value at 'key_algorithm', \"{algorithm}\"")
+        for constraint in KEY_CREATION_CONSTRAINTS:
+            if self.org_policies.get((account.project, constraint)):
+                subject = f"projects/{account.project}/serviceAccounts/{account.email}"
+                violation = {
+                    "type": f"constraints/{constraint}",
+                    "subject": f"{subject}?configvalue={quote(account.email)}",
+                    "description": _KEY_CREATION_REFUSED,
+                }
+                details = [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure", "violations": [violation]}]
+                raise GoogleError(400, _KEY_CREATION_REFUSED, "FAILED_PRECONDITION", details)
         mine = [k for k in self.keys.values() if k.account is account and k.key_type == "USER_MANAGED"]
         if sum(not k.deleted for k in mine) >= MAX_USER_KEYS:
             raise GoogleError(400, "Precondition check failed.", "FAILED_PRECONDITION")
@@ -512,8 +647,8 @@ class GoogleEmulator:
                 f"overview?project={key.project_number} then retry."
             )
             raise GoogleError(403, message, details=_api_key_details("SERVICE_DISABLED", message, consumer))
-        if key.restriction is not None:
-            reason, message = _RESTRICTIONS[key.restriction]
+        if key.blocked_by is not None:
+            reason, message = _RESTRICTIONS[key.blocked_by]
             raise GoogleError(403, message, details=_api_key_details(reason, message, consumer))
         models = [
             {"name": f"models/{model}", "version": "001", "displayName": model, "supportedGenerationMethods": []}
@@ -580,6 +715,142 @@ class GoogleEmulator:
         body: Body = {"timeSeries": chunks} if chunks else {}
         if offset + size < len(flat):
             body["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+        return body
+
+    # ---- Org Policy v2: projects.policies.getEffectivePolicy ---------------------------------
+
+    def _effective_policy(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        project, constraint = params["project"], params["constraint"]
+        name = f"projects/{project_number(project)}/policies/{constraint}"
+        enforce = self.org_policies.get((project, constraint))
+        return {"name": name} if enforce is None else {"name": name, "spec": {"rules": [{"enforce": enforce}]}}
+
+    # ---- API Keys v2 -------------------------------------------------------------------------
+
+    def _lookup_api_key(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        key = self._api_key(request.params.get("keyString") or "")
+        if key is None:
+            raise GoogleError(404, "The API key was not found.")
+        parent = f"projects/{key.project_number}"
+        return {"parent": parent} if key.purged else {"parent": parent, "name": key.name}
+
+    def _list_api_keys(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        self._api_key_location(params)
+        query, project = request.params, params["project"]
+        show_deleted = (query.get("showDeleted") or "").lower() == "true"
+        keys = [
+            k
+            for k in self.api_keys.values()
+            if project in (k.project, k.project_number) and not k.purged and (show_deleted or not k.deleted)
+        ]
+        try:
+            size = max(1, min(300, int(query.get("pageSize") or 300)))
+            offset = int(base64.urlsafe_b64decode(query.get("pageToken") or "").decode() or 0)
+        except ValueError:
+            raise GoogleError(400, "Invalid pageSize or pageToken.") from None
+        body: Body = {"keys": [self._api_key_json(k) for k in keys[offset : offset + size]]}
+        if offset + size < len(keys):
+            body["nextPageToken"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+        return body if body["keys"] else {k: v for k, v in body.items() if k != "keys"}
+
+    def _get_api_key(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        return self._api_key_json(self._api_key_at(params))
+
+    def _delete_api_key(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        key = self._api_key_at(params)
+        if key.deleted:
+            raise GoogleError(404, f"Key {key.name} is already deleted.")
+        key.deleted, key.deleted_at = True, self._now()
+        return self._operation(key)
+
+    def _create_api_key(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        self._api_key_location(params)
+        project = next(
+            (k.project for k in self.api_keys.values() if params["project"] in (k.project, k.project_number)),
+            params["project"],
+        )
+        body, key_id = _json_body(request), request.params.get("keyId")
+        unknown = sorted(set(body) - {"displayName", "restrictions", "annotations", "serviceAccountEmail"})
+        restrictions = body.get("restrictions") or {}
+        if not isinstance(restrictions, dict):
+            unknown.append("restrictions")
+        else:
+            unknown += sorted(set(restrictions) - _V2_RESTRICTIONS)
+        if unknown:
+            raise GoogleError(400, f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'key\'.')
+        display = str(body.get("displayName") or "")
+        if len(display) > 63:
+            raise GoogleError(400, "The display name must be at most 63 characters.")
+        if key_id is not None and not _KEY_ID.fullmatch(key_id):
+            raise GoogleError(400, f"Invalid key id: {key_id[:64]}.")
+        key = ApiKey(
+            str(uuid.uuid4()), new_api_key_value(), project, project_number(project), self._now(),
+            display_name=display, restrictions=json.loads(json.dumps(restrictions)),
+            annotations=dict(body.get("annotations") or {}), service_account=body.get("serviceAccountEmail"),
+            key_id=key_id,
+        )
+        with self._lock:
+            if any(k.name == key.name for k in self.api_keys.values()):
+                raise GoogleError(409, f"Key {key.name} already exists.", "ALREADY_EXISTS")
+            self.api_keys[key.uid] = key
+        return self._operation(key)
+
+    def _get_key_string(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        return {"keyString": self._api_key_at(params).value}
+
+    def _get_operation(self, params: dict[str, str], permission: str, request: RecordedRequest) -> Body:
+        name = f"operations/{params['operation']}"
+        operation = self.operations.get(name)
+        if operation is None:
+            raise GoogleError(404, f"Operation {name} not found.")
+        if self._pending.get(name, 0) > 0:
+            self._pending[name] -= 1
+            return {"name": name, "done": False}
+        return operation
+
+    def _operation(self, key: ApiKey) -> Body:
+        """A done Operation whose response is the key (returned not done while ``operation_polls`` > 0)."""
+        name = f"operations/akmf.p7-{key.project_number}-{uuid.uuid4()}"
+        response = {"@type": "type.googleapis.com/google.api.apikeys.v2.Key", **self._api_key_json(key)}
+        self.operations[name] = {"name": name, "done": True, "response": response}
+        if self.operation_polls > 0:
+            self._pending[name] = self.operation_polls
+            return {"name": name, "done": False}
+        return self.operations[name]
+
+    def _api_key_location(self, params: dict[str, str]) -> None:
+        if params["location"] != "global":
+            raise GoogleError(400, "Key is a global resource; the only supported location is global.")
+
+    def _api_key_at(self, params: dict[str, str]) -> ApiKey:
+        self._api_key_location(params)
+        for key in self.api_keys.values():
+            if (
+                params["project"] in (key.project, key.project_number)
+                and params["key"] == (key.key_id or key.uid)
+                and not key.purged
+            ):
+                return key
+        raise GoogleError(404, f"Key projects/{params['project']}/locations/global/keys/{params['key']} not found.")
+
+    def _api_key_json(self, key: ApiKey) -> Body:
+        """A V2Key: never the key string (only ``/keyString`` has it)."""
+        body: Body = {
+            "name": key.name,
+            **({"displayName": key.display_name} if key.display_name else {}),
+            "createTime": _rfc3339(key.created_at),
+            "uid": key.uid,
+            "updateTime": _rfc3339(key.deleted_at or key.created_at),
+            "etag": base64.b64encode(f"{key.uid}:{key.deleted_at}".encode()).decode()[:24],
+        }
+        if key.restrictions:
+            body["restrictions"] = json.loads(json.dumps(key.restrictions))
+        if key.annotations:
+            body["annotations"] = dict(key.annotations)
+        if key.service_account:
+            body["serviceAccountEmail"] = key.service_account
+        if key.deleted:
+            body["deleteTime"] = _rfc3339(key.deleted_at or key.created_at)
         return body
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -687,6 +958,21 @@ def _denied(permission: str, message: str | None = None) -> GoogleError:
     return GoogleError(
         403, message or f"Permission '{permission}' denied on resource (or it may not exist).", details=[info]
     )
+
+
+def _service_disabled(service: str, project: str) -> GoogleError:
+    number = project_number(project) if project != "-" else "0"
+    message = (
+        f"{service} API has not been used in project {number} before or it is disabled. Enable it by visiting "
+        f"https://console.developers.google.com/apis/api/{service}/overview?project={number} then retry."
+    )
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "SERVICE_DISABLED",
+        "domain": "googleapis.com",
+        "metadata": {"service": service, "consumer": f"projects/{number}"},
+    }
+    return GoogleError(403, message, details=[info])
 
 
 def _fault_error(fault: _Fault, *, oauth: bool) -> GoogleError:

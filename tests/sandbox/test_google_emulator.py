@@ -1,4 +1,4 @@
-"""The Google emulator on the wire: IAM keys, the token endpoint, Monitoring, auth and faults.
+"""The Google emulator on the wire: IAM keys, the token endpoint, Monitoring, Org Policy, API Keys, auth and faults.
 
 JWTs are signed here with ``cryptography`` directly (not with the provider's helpers), so the
 emulator's verification is checked independently. Every key is generated at run time.
@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from cauterize.sandbox.google import AUTHN_METRIC, GoogleEmulator
+from cauterize.sandbox.google import AUTHN_METRIC, GENERATIVE, GoogleEmulator, project_number
 from cauterize.sandbox.server import serve
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -143,7 +143,62 @@ def test_a_service_account_holds_at_most_ten_keys(google, api, account):
     for _ in range(10):
         assert api.post(iam(f"projects/{PROJECT}/serviceAccounts/{account}/keys"), json={}).status_code == 200
     full = api.post(iam(f"projects/{PROJECT}/serviceAccounts/{account}/keys"), json={})
-    assert full.status_code == 400 and full.json()["error"]["status"] == "FAILED_PRECONDITION"
+    # Google's bare answer (firebase/firebase-tools#6192): no details say why
+    assert full.status_code == 400
+    assert full.json()["error"] == {
+        "code": 400, "message": "Precondition check failed.", "status": "FAILED_PRECONDITION", "details": []
+    }
+
+
+@pytest.mark.parametrize("managed", [False, True])
+def test_an_org_policy_forbids_key_creation_with_googles_documented_answer(google, api, account, managed):
+    constraint = "iam.managed.disableServiceAccountKeyCreation" if managed else "iam.disableServiceAccountKeyCreation"
+    policy = f"https://orgpolicy.googleapis.com/v2/projects/{PROJECT}/policies/{constraint}:getEffectivePolicy"
+    assert api.get(policy).json() == {"name": f"projects/{project_number(PROJECT)}/policies/{constraint}"}
+
+    google.forbid_key_creation(PROJECT, managed=managed)
+
+    assert api.get(policy).json()["spec"] == {"rules": [{"enforce": True}]}
+    refused = api.post(iam(f"projects/{PROJECT}/serviceAccounts/{account}/keys"), json={})
+    assert refused.status_code == 400
+    # cloud.google.com/iam/docs/troubleshoot-org-policies, "Key creation error", REST
+    assert refused.json()["error"] == {
+        "code": 400,
+        "message": "Key creation is not allowed on this service account.",
+        "status": "FAILED_PRECONDITION",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                "violations": [
+                    {
+                        "type": f"constraints/{constraint}",
+                        "subject": f"projects/{PROJECT}/serviceAccounts/{account}?configvalue="
+                        + account.replace("@", "%40"),
+                        "description": "Key creation is not allowed on this service account.",
+                    }
+                ],
+            }
+        ],
+    }
+    google.forbid_key_creation(PROJECT, managed=managed, enforce=False)
+    assert api.get(policy).json()["spec"] == {"rules": [{"enforce": False}]}
+    assert api.post(iam(f"projects/{PROJECT}/serviceAccounts/{account}/keys"), json={}).status_code == 200
+
+
+def test_denied_permissions_and_disabled_services(google, api, account):
+    keys = iam(f"projects/{PROJECT}/serviceAccounts/{account}/keys")
+    google.deny("iam.serviceAccountKeys.create")
+    assert api.get(keys).status_code == 200
+    denied = api.post(keys, json={}).json()["error"]
+    assert (denied["code"], denied["status"]) == (403, "PERMISSION_DENIED")
+    assert denied["details"][0]["metadata"] == {"permission": "iam.serviceAccountKeys.create"}
+    google.disable_service("orgpolicy.googleapis.com")
+    off = api.get(
+        f"https://orgpolicy.googleapis.com/v2/projects/{PROJECT}/policies/iam.disableServiceAccountKeyCreation"
+        ":getEffectivePolicy"
+    ).json()["error"]
+    assert off["code"] == 403 and off["details"][0]["reason"] == "SERVICE_DISABLED"
+    assert off["details"][0]["metadata"]["service"] == "orgpolicy.googleapis.com"
 
 
 def test_the_token_endpoint_refuses_bad_assertions(google, api, account):
@@ -277,3 +332,100 @@ def test_gemini_models_list_for_api_keys(google):
         off = client.get("/v1/models", headers={"x-goog-api-key": google.add_api_key(PROJECT, service_enabled=False)})
         assert (off.status_code, off.json()["error"]["details"][0]["reason"]) == (403, "SERVICE_DISABLED")
         assert client.get("/v1/models").status_code == 403
+
+
+APIKEYS = "https://apikeys.googleapis.com/v2"
+
+
+def test_api_keys_lookup_get_list_and_key_string(google, api):
+    restrictions = {"apiTargets": [{"service": GENERATIVE}], "browserKeyRestrictions": {"allowedReferrers": ["*"]}}
+    value = google.add_api_key(PROJECT, display_name="Gemini web", restrictions=restrictions)
+    other = google.add_api_key("elsewhere")
+    key = google.find_api_key(value)
+    number = project_number(PROJECT)
+
+    found = api.get(f"{APIKEYS}/keys:lookupKey", params={"keyString": value}).json()
+    assert found == {"parent": f"projects/{number}", "name": f"projects/{number}/locations/global/keys/{key.uid}"}
+    got = api.get(f"{APIKEYS}/{found['name']}").json()
+    assert (got["uid"], got["displayName"], got["restrictions"]) == (key.uid, "Gemini web", restrictions)
+    assert "keyString" not in got and value not in json.dumps(got) and "deleteTime" not in got
+    assert api.get(f"{APIKEYS}/{found['name']}/keyString").json() == {"keyString": value}
+    assert api.get(f"{APIKEYS}/projects/{PROJECT}/locations/global/keys/{key.uid}").json()["uid"] == key.uid
+
+    listed = api.get(f"{APIKEYS}/projects/{number}/locations/global/keys").json()["keys"]
+    assert [k["uid"] for k in listed] == [key.uid] and google.find_api_key(other).uid not in json.dumps(listed)
+    unknown = api.get(f"{APIKEYS}/keys:lookupKey", params={"keyString": value[:-1] + "x"})
+    assert unknown.status_code == 404 and value[:-1] not in unknown.text
+    assert api.get(f"{APIKEYS}/projects/{number}/locations/us/keys/{key.uid}").status_code == 400
+
+
+def test_api_keys_delete_is_a_soft_delete_through_an_operation(google, api):
+    value = google.add_api_key(PROJECT)
+    name = api.get(f"{APIKEYS}/keys:lookupKey", params={"keyString": value}).json()["name"]
+    google.operation_polls = 1
+
+    pending = api.delete(f"{APIKEYS}/{name}").json()
+    assert pending["done"] is False and pending["name"].startswith("operations/")
+    assert api.get(f"{APIKEYS}/{pending['name']}").json() == {"name": pending["name"], "done": False}
+    done = api.get(f"{APIKEYS}/{pending['name']}").json()
+    assert done["done"] is True and done["response"]["name"] == name and "deleteTime" in done["response"]
+
+    assert api.get(f"{APIKEYS}/{name}").json()["deleteTime"] == "2026-03-01T12:00:00Z"  # still readable
+    collection = name.rsplit("/", 1)[0]
+    assert "keys" not in api.get(f"{APIKEYS}/{collection}").json()
+    assert len(api.get(f"{APIKEYS}/{collection}", params={"showDeleted": "true"}).json()["keys"]) == 1
+    assert api.delete(f"{APIKEYS}/{name}").status_code == 404
+    with httpx.Client(transport=httpx.MockTransport(google), base_url=f"https://{GENERATIVE}") as gemini:
+        refused = gemini.get("/v1/models", headers={"x-goog-api-key": value}).json()["error"]
+        assert refused["details"][0]["reason"] == "API_KEY_INVALID"
+
+    google.purge_api_key(value)
+    parent = f"projects/{project_number(PROJECT)}"
+    assert api.get(f"{APIKEYS}/keys:lookupKey", params={"keyString": value}).json() == {"parent": parent}
+    assert api.get(f"{APIKEYS}/{name}").status_code == 404
+
+
+def test_api_keys_create_through_an_operation_then_key_string(google, api):
+    google.add_api_key(PROJECT)
+    restrictions = {"apiTargets": [{"service": GENERATIVE, "methods": ["Get*"]}]}
+    parent = f"{APIKEYS}/projects/{project_number(PROJECT)}/locations/global"
+    operation = api.post(f"{parent}/keys", json={"displayName": "replacement", "restrictions": restrictions}).json()
+    assert operation["done"] is True
+    created = operation["response"]
+    assert created["@type"] == "type.googleapis.com/google.api.apikeys.v2.Key" and "keyString" not in created
+    assert (created["displayName"], created["restrictions"]) == ("replacement", restrictions)
+    value = api.get(f"{APIKEYS}/{created['name']}/keyString").json()["keyString"]
+    assert google.find_api_key(value).restrictions == restrictions and google.is_live(value)
+    with httpx.Client(transport=httpx.MockTransport(google), base_url=f"https://{GENERATIVE}") as gemini:
+        assert gemini.get("/v1/models", headers={"x-goog-api-key": value}).status_code == 200
+
+    named = api.post(f"{parent}/keys", params={"keyId": "my-key"}, json={}).json()["response"]["name"]
+    assert named.endswith("/keys/my-key") and api.get(f"{APIKEYS}/{named}").status_code == 200
+    assert api.post(f"{parent}/keys", params={"keyId": "my-key"}, json={}).status_code == 409
+    bad = api.post(f"{parent}/keys", json={"restrictions": {"allowEverything": True}})
+    assert bad.status_code == 400 and "allowEverything" in bad.json()["error"]["message"]
+    assert api.post(f"{parent}/keys", json={"displayName": "x" * 64}).status_code == 400
+
+
+def test_api_key_restrictions_hold_on_the_gemini_api(google):
+    cases = {
+        "API_KEY_SERVICE_BLOCKED": {"apiTargets": [{"service": "translate.googleapis.com"}]},
+        "API_KEY_HTTP_REFERRER_BLOCKED": {"browserKeyRestrictions": {"allowedReferrers": ["https://a.example/*"]}},
+        "API_KEY_IP_ADDRESS_BLOCKED": {"serverKeyRestrictions": {"allowedIps": ["203.0.113.7"]}},
+        "API_KEY_ANDROID_APP_BLOCKED": {"androidKeyRestrictions": {"allowedApplications": [{"packageName": "a.b"}]}},
+        "API_KEY_IOS_APP_BLOCKED": {"iosKeyRestrictions": {"allowedBundleIds": ["a.b"]}},
+    }
+    with httpx.Client(transport=httpx.MockTransport(google), base_url=f"https://{GENERATIVE}") as gemini:
+        for reason, restrictions in cases.items():
+            value = google.add_api_key(PROJECT, restrictions=restrictions)
+            error = gemini.get("/v1/models", headers={"x-goog-api-key": value}).json()["error"]
+            assert (error["code"], error["details"][0]["reason"]) == (403, reason)
+
+
+def test_api_keys_calls_need_an_admin_and_their_permission(google, api):
+    value = google.add_api_key(PROJECT)
+    with httpx.Client(transport=httpx.MockTransport(google)) as anonymous:
+        assert anonymous.get(f"{APIKEYS}/keys:lookupKey", params={"keyString": value}).status_code == 401
+    google.deny("apikeys.keys.lookup")
+    denied = api.get(f"{APIKEYS}/keys:lookupKey", params={"keyString": value}).json()["error"]
+    assert denied["details"][0]["metadata"] == {"permission": "apikeys.keys.lookup"} and value not in str(denied)
