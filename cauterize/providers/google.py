@@ -1,8 +1,11 @@
-"""Google (Vertex AI through IAM service-account keys): the API client and the ``google`` provider.
+"""Google (Vertex AI through IAM service-account keys; Gemini API keys): the API client and the ``google`` provider.
 
-``GoogleIAM`` mirrors IAM v1 ``projects.serviceAccounts.keys`` and Monitoring's
-``projects.timeSeries.list`` one method per endpoint (provider-apis.md 3.1, 3.2). Every answer goes
-through ``_error_for``, the one place where Google's error envelope becomes a cauterize error.
+``GoogleIAM`` mirrors IAM v1 ``projects.serviceAccounts.keys``, Monitoring's ``projects.timeSeries.list``
+and Org Policy v2's ``getEffectivePolicy`` one method per endpoint (provider-apis.md 3.1, 3.2). Every
+answer goes through ``google_api.GoogleAPI._call``, the one place where Google's error envelope becomes
+a cauterize error (a 403 naming an IAM permission is ``MissingPermission``). Google API keys
+(``AIza...``) are the API Keys API's, in ``google_apikeys``; why a new key may be refused (org policy,
+the 10-key limit) is ``google_orgpolicy``'s.
 
 ``GoogleProvider`` implements the provider protocol on top of it. The leaked key is a
 service-account key file, so everything is exact: ``check`` signs a JWT with the file's private
@@ -10,14 +13,18 @@ key and asks the token endpoint for an access token (a token: live; ``invalid_gr
 dead); for a Google API key (``AIza...``) ``check`` lists the Gemini API's models with it instead;
 ``identify`` builds the key's IAM name from ``client_email`` and ``private_key_id`` and confirms it
 with ``GET``; ``revoke`` disables the key (immediate, reversible) and then deletes it; ``mint``
-creates a new key for the same service account; ``usage`` reads the per-key authentication counts,
-which is all Google reports per key.
+creates a new key for the same service account (an org policy against key creation: ``ManualStepRequired``;
+``preflight_mint`` says beforehand); ``usage`` reads the per-key authentication counts, which is all
+Google reports per key. A Google API key is identified, deleted and replaced through the API Keys API
+(``google_apikeys``): the provider dispatches on the key's shape and on the identity's resource name.
 
 The admin credential (``settings.admin_key``, from ``GOOGLE_ADMIN_KEY``, else ``GOOGLE_OAUTH_ACCESS_TOKEN``)
 is an OAuth access token, or a service-account key file exchanged for one (scope ``cloud-platform``)
 and renewed before it expires. Endpoints: ``settings.base_url`` (IAM), ``settings.data_url`` (the
 token endpoint), ``settings.extra["monitoring_url"]`` or ``GOOGLE_MONITORING_URL`` (Monitoring),
-``settings.extra["generative_url"]`` or ``GOOGLE_GENERATIVE_URL`` (the Gemini API, API-key liveness).
+``settings.extra["generative_url"]`` or ``GOOGLE_GENERATIVE_URL`` (the Gemini API, API-key liveness),
+``settings.extra["apikeys_url"]`` or ``GOOGLE_APIKEYS_URL`` (API Keys v2), ``settings.extra["orgpolicy_url"]``
+or ``GOOGLE_ORGPOLICY_URL`` (Org Policy v2).
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from cauterize.errors import (
-    AdminAuthError,
     CauterizeError,
     InputError,
     KeyNotFound,
@@ -43,7 +49,8 @@ from cauterize.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from cauterize.http import DEFAULT_POLICY, RetryPolicy, json_object, new_client, send
+from cauterize.http import DEFAULT_POLICY, RetryPolicy, new_client, send
+from cauterize.providers import google_orgpolicy
 from cauterize.providers.base import (
     KeyIdentity,
     MintedKey,
@@ -51,17 +58,13 @@ from cauterize.providers.base import (
     RevokeResult,
     Usage,
     UsageBucket,
-    register,
     Verdict,
+    register,
 )
-from cauterize.providers.liveness import ask, json_body, listing, refused
-from cauterize.providers.google_auth import (
-    AdminAuth,
-    ServiceAccountCredentials,
-    TokenAnswer,
-    clean_message,
-    exchange,
-)
+from cauterize.providers.google_api import API_KEYLIKE, GoogleAPI, GoogleRejected, error_reasons, provider_message
+from cauterize.providers.google_apikeys import ApiKeySteps, GoogleApiKeys, is_api_key_identity, require_api_key
+from cauterize.providers.google_auth import AdminAuth, ServiceAccountCredentials, TokenAnswer, exchange
+from cauterize.providers.liveness import ask, listing, refused
 from cauterize.secret import Secret
 
 if TYPE_CHECKING:
@@ -71,6 +74,8 @@ DEFAULT_IAM_URL = "https://iam.googleapis.com"
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com/token"
 DEFAULT_MONITORING_URL = "https://monitoring.googleapis.com"
 DEFAULT_GENERATIVE_URL = "https://generativelanguage.googleapis.com"
+DEFAULT_APIKEYS_URL = "https://apikeys.googleapis.com"
+DEFAULT_ORGPOLICY_URL = "https://orgpolicy.googleapis.com"
 AUTHN_METRIC = "iam.googleapis.com/service_account/key/authn_events_count"
 Json = dict[str, Any]
 
@@ -78,15 +83,14 @@ _ADMIN_REMEDIATION = (
     "Set GOOGLE_ADMIN_KEY (or the runbook's providers.google.admin_key) to an access token or a service-account key "
     "file of a principal holding iam.serviceAccountKeys.list, iam.serviceAccountKeys.get, "
     "iam.serviceAccountKeys.disable, iam.serviceAccountKeys.delete and iam.serviceAccountKeys.create on the leaked "
-    "key's project (roles/iam.serviceAccountKeyAdmin), plus monitoring.timeSeries.list for evidence."
+    "key's project (roles/iam.serviceAccountKeyAdmin), plus monitoring.timeSeries.list for evidence and "
+    "orgpolicy.policy.get for the mint's preflight; for a Google API key, apikeys.keys.lookup, get, delete, create "
+    "and getKeyString, and serviceusage.operations.get (roles/serviceusage.apiKeysAdmin)."
 )
 #: bucket -> Monitoring alignment period in seconds
 _ALIGNMENT = {"1m": 60, "1h": 3600, "1d": 86400}
 #: invalid_grant descriptions that are about the request (clock, audience), not about the key
 _NOT_ABOUT_THE_KEY = re.compile(r"timeframe|\biat\b|\bexp\b|audience", re.IGNORECASE)
-#: a Google API key, as Google issues them (provider-apis.md 3.4; gitleaks gcp-api-key)
-_API_KEY = re.compile(r"AIza[0-9A-Za-z_-]{35}")
-_API_KEYLIKE = re.compile(r"AIza[0-9A-Za-z_-]{8,}")
 _RETENTION = timedelta(weeks=6)  # Cloud Monitoring keeps Google Cloud metrics this long
 _NO_PER_KEY_TOKENS = (
     "Google reports no per-key token or cost usage: requests here count authentications with the key "
@@ -96,25 +100,18 @@ _NO_PER_KEY_TOKENS = (
 )
 
 
-class GoogleIAM:
-    """IAM's service-account key methods and Monitoring's ``timeSeries.list``.
+class GoogleIAM(GoogleAPI):
+    """IAM's service-account key methods, Monitoring's ``timeSeries.list`` and Org Policy's effective policy.
 
-    ``iam`` and ``monitoring`` carry their base URLs and the admin bearer (``google_auth.AdminAuth``)."""
+    ``iam``, ``monitoring`` and ``orgpolicy`` carry their base URLs and the admin bearer (``google_auth.AdminAuth``)."""
 
-    def __init__(
-        self,
-        iam: httpx.Client,
-        monitoring: httpx.Client,
-        *,
-        policy: RetryPolicy = DEFAULT_POLICY,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self._iam, self._monitoring = iam, monitoring
-        self._policy, self._sleep = policy, sleep
+    def __init__(self, iam: httpx.Client, monitoring: httpx.Client, orgpolicy: httpx.Client, **options: Any):
+        super().__init__(**options)
+        self._iam, self._monitoring, self._orgpolicy = iam, monitoring, orgpolicy
 
     def close(self) -> None:
-        self._iam.close()
-        self._monitoring.close()
+        for client in (self._iam, self._monitoring, self._orgpolicy):
+            client.close()
 
     # ---- projects.serviceAccounts.keys -----------------------------------------------------
 
@@ -186,50 +183,12 @@ class GoogleIAM:
                 return
             token = following
 
-    # ---- the one boundary ------------------------------------------------------------------
+    # ---- Org Policy v2 ---------------------------------------------------------------------
 
-    def _call(
-        self,
-        client: httpx.Client,
-        method: str,
-        path: str,
-        *,
-        not_found: type[ProviderError] = ProviderRejected,
-        **kwargs: Any,
-    ) -> Json:
-        what = f"Google {method} /{path}"
-        response = send(client, method, path, what=what, policy=self._policy, sleep=self._sleep, **kwargs)
-        if response.status_code >= 400:
-            raise _error_for(response, what, not_found)
-        return json_object(response, what)
-
-
-def _error_for(response: httpx.Response, what: str, not_found: type[ProviderError]) -> ProviderError:
-    """Map a Google error answer to a cauterize error (quoting Google's status and message, cleaned)."""
-    status, (code, message) = response.status_code, provider_message(response)
-    if status in (401, 403):
-        return AdminAuthError(
-            f"the Google admin credential was rejected ({status} {code}): {message}", remediation=_ADMIN_REMEDIATION
-        )
-    if status == 404:
-        return not_found(f"{what}: not found (404 {code}): {message}")
-    return ProviderRejected(f"{what}: Google refused the request ({status} {code}): {message}")
-
-
-def provider_message(response: httpx.Response) -> tuple[str, str]:
-    """``(status, message)`` of Google's envelope ``{"error": {code, message, status}}`` or an OAuth error."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        code, message = error.get("status"), error.get("message")
-    elif isinstance(error, str) and isinstance(body, dict):
-        code, message = error, body.get("error_description")
-    else:
-        code, message = None, None
-    return str(code or response.reason_phrase), clean_message(str(message or response.reason_phrase or "no message"))
+    def get_effective_policy(self, project: str, constraint: str) -> Json:
+        """``GET /v2/projects/{project}/policies/{constraint}:getEffectivePolicy``: the Policy in force there
+        (``spec.rules[].enforce`` for a boolean constraint); needs ``orgpolicy.policy.get``."""
+        return self._call(self._orgpolicy, "GET", f"v2/projects/{project}/policies/{constraint}:getEffectivePolicy")
 
 
 @register("google")
@@ -251,48 +210,64 @@ class GoogleProvider:
         self.settings = settings
         self._iam_url = settings.base_url or DEFAULT_IAM_URL
         self._token_url = settings.data_url or DEFAULT_TOKEN_URL
-        self._monitoring_url = (
-            settings.extra.get("monitoring_url") or env.get("GOOGLE_MONITORING_URL") or DEFAULT_MONITORING_URL
-        )
-        self._generative_url = (
-            settings.extra.get("generative_url") or env.get("GOOGLE_GENERATIVE_URL") or DEFAULT_GENERATIVE_URL
-        )
+
+        def endpoint(name: str, default: str) -> str:
+            return settings.extra.get(f"{name}_url") or env.get(f"GOOGLE_{name.upper()}_URL") or default
+
+        self._monitoring_url = endpoint("monitoring", DEFAULT_MONITORING_URL)
+        self._generative_url = endpoint("generative", DEFAULT_GENERATIVE_URL)
+        self._apikeys_url = endpoint("apikeys", DEFAULT_APIKEYS_URL)
+        self._orgpolicy_url = endpoint("orgpolicy", DEFAULT_ORGPOLICY_URL)
         self._generative: httpx.Client | None = None
         fallback = (env.get("GOOGLE_OAUTH_ACCESS_TOKEN") or "").strip()
         self._credential = settings.admin_key or (Secret(fallback) if fallback else None)
         self._policy, self._sleep, self._now = policy, sleep, now
         self._oauth = new_client(self._token_url, timeout=settings.timeout, transport=settings.transport)
+        self._auth: AdminAuth | None = None
         self._admin: GoogleIAM | None = None
+        self._api_keys: GoogleApiKeys | None = None
+        self._api_key_steps = ApiKeySteps(lambda: self.api_keys, settings.mint)
 
     def __repr__(self) -> str:
         return f"GoogleProvider(base_url={self._iam_url!r})"
 
     @property
     def admin(self) -> GoogleIAM:
-        """The IAM and Monitoring client, created on first use (``check`` needs no admin credential)."""
+        """The IAM, Monitoring and Org Policy client, created on first use (``check`` needs no admin credential)."""
         if self._admin is None:
+            urls = (self._iam_url, self._monitoring_url, self._orgpolicy_url)
+            iam, monitoring, orgpolicy = (self._admin_client(url) for url in urls)
+            self._admin = GoogleIAM(iam, monitoring, orgpolicy, **self._options())
+        return self._admin
+
+    @property
+    def api_keys(self) -> GoogleApiKeys:
+        """The API Keys v2 client (same admin credential), created on first use."""
+        if self._api_keys is None:
+            self._api_keys = GoogleApiKeys(self._admin_client(self._apikeys_url), **self._options())
+        return self._api_keys
+
+    def _admin_client(self, url: str) -> httpx.Client:
+        if self._auth is None:
             if self._credential is None:
                 raise InputError(
                     "no Google admin credential: set GOOGLE_ADMIN_KEY (a service-account key file or an access "
                     "token), GOOGLE_OAUTH_ACCESS_TOKEN or providers.google.admin_key",
                     remediation=_ADMIN_REMEDIATION,
                 )
-            auth = AdminAuth(self._credential, self._exchange, self._now, _ADMIN_REMEDIATION)
-            clients = [
-                new_client(url, timeout=self.settings.timeout, transport=self.settings.transport)
-                for url in (self._iam_url, self._monitoring_url)
-            ]
-            for client in clients:
-                client.auth = auth
-            self._admin = GoogleIAM(*clients, policy=self._policy, sleep=self._sleep)
-        return self._admin
+            self._auth = AdminAuth(self._credential, self._exchange, self._now, _ADMIN_REMEDIATION)
+        client = new_client(url, timeout=self.settings.timeout, transport=self.settings.transport)
+        client.auth = self._auth
+        return client
+
+    def _options(self) -> dict[str, Any]:
+        return {"policy": self._policy, "sleep": self._sleep, "admin_remediation": _ADMIN_REMEDIATION}
 
     def close(self) -> None:
         self._oauth.close()
-        if self._generative is not None:
-            self._generative.close()
-        if self._admin is not None:
-            self._admin.close()
+        for client in (self._generative, self._admin, self._api_keys):
+            if client is not None:
+                client.close()
 
     def _exchange(self, account: ServiceAccountCredentials, what: str) -> TokenAnswer:
         assertion = account.assertion(self._token_url, self._now())
@@ -333,13 +308,7 @@ class GoogleProvider:
         Unknown, with the reason: 403 ``PERMISSION_DENIED`` (``SERVICE_DISABLED``: the API is off in the
         key's project; ``API_KEY_SERVICE_BLOCKED``, ``..._REFERRER_BLOCKED``, ``..._IP_ADDRESS_BLOCKED``:
         the key's restrictions; all of them say the key exists), any other answer, none at all."""
-        value = key.reveal()
-        if not _API_KEY.fullmatch(value):
-            raise InputError(
-                f"the key {key.fingerprint} starts like a Google API key but is not one ({len(value)} characters; "
-                "a Google API key is AIza and 35 of [A-Za-z0-9_-])",
-                remediation="Check the key source: a truncated or padded paste is not the leaked key.",
-            )
+        value = require_api_key(key)
         if self._generative is None:
             self._generative = new_client(
                 self._generative_url, timeout=self.settings.timeout, transport=self.settings.transport
@@ -362,8 +331,8 @@ class GoogleProvider:
         if status == 200:
             return listing(answer, route, "models")
         code, message = provider_message(answer)
-        reasons = _error_reasons(answer)
-        message = _API_KEYLIKE.sub("[key redacted]", message)
+        reasons = error_reasons(answer)
+        message = API_KEYLIKE.sub("[key redacted]", message)
         if status == 400 and code == "INVALID_ARGUMENT" and "API_KEY_INVALID" in reasons:
             return Verdict.dead(f"400 INVALID_ARGUMENT API_KEY_INVALID: {message}", status)
         detail = " ".join([code, *reasons]) + f": {message}" if status >= 400 else ""
@@ -372,7 +341,10 @@ class GoogleProvider:
     # ---- identify --------------------------------------------------------------------------
 
     def identify(self, key: Secret) -> KeyIdentity:
-        """``GET`` the key by the name its file spells out: exact, no search."""
+        """``GET`` the key by the name its file spells out: exact, no search. A Google API key is looked
+        up by its value (``google_apikeys``)."""
+        if key.reveal().startswith("AIza"):
+            return self._api_key_steps.identify(key)
         account = ServiceAccountCredentials.parse(key)
         try:
             found = self.admin.get_service_account_key(account.key_name())
@@ -401,7 +373,10 @@ class GoogleProvider:
 
     def revoke(self, identity: KeyIdentity) -> RevokeResult:
         """Disable the key, then delete it (``settings.revoke``: ``disable`` stops after disabling,
-        ``delete`` only deletes). A key already gone is ``already-revoked``."""
+        ``delete`` only deletes). A key already gone is ``already-revoked``. A Google API key is deleted
+        (``deleted-api-key``; the API has no disable)."""
+        if is_api_key_identity(identity):
+            return self._api_key_steps.revoke(identity)
         policy = self.settings.revoke
         if policy not in ("default", "disable", "delete"):
             raise InputError(f"providers.google.revoke is '{policy}': expected default, disable or delete")
@@ -432,20 +407,28 @@ class GoogleProvider:
     # ---- mint ------------------------------------------------------------------------------
 
     def mint(self, like: KeyIdentity, name: str, scopes: CarriedScopes | None = None) -> MintedKey:
-        """Create a key for ``like``'s service account (Google keys have no name: ``name`` is unused)."""
+        """Create a key for ``like``'s service account (Google keys have no name: ``name`` is unused).
+
+        Refusals (``google_orgpolicy.refusal``): an organization policy against key creation is
+        ``ManualStepRequired`` (a person provides the replacement, or the policy changes); the 10-key
+        limit is ``ProviderRejected`` saying to delete unused keys; a missing
+        ``iam.serviceAccountKeys.create`` is ``MissingPermission``. A Google API key's replacement is
+        an API key of the same project with the same restrictions (``google_apikeys``)."""
+        if is_api_key_identity(like):
+            return self._api_key_steps.mint(like, name)
         if self.settings.mint == "manual":
             raise ManualStepRequired(
                 f"create a key for {like.owner_id} in the Cloud console (IAM > Service accounts > Keys) "
                 "and paste its JSON file into the prompt"
             )
+        account = _account_name(like)
         try:
-            created = self.admin.create_service_account_key(_account_name(like))
-        except ProviderRejected as exc:
-            if "FAILED_PRECONDITION" not in exc.message:
+            created = self.admin.create_service_account_key(account)
+        except GoogleRejected as exc:
+            if exc.status != "FAILED_PRECONDITION":
                 raise
-            raise ProviderRejected(
-                exc.message,
-                remediation=f"A service account holds at most 10 keys: delete unused keys of {like.owner_id}, rerun.",
+            raise google_orgpolicy.refusal(
+                exc, str(like.owner_id), like.project, lambda: self._user_key_count(account)
             ) from exc
         try:
             return self._minted(created, like)
@@ -476,12 +459,42 @@ class GoogleProvider:
         )
         return MintedKey(secret, identity)
 
+    def preflight_mint(self, like: KeyIdentity) -> list[dict[str, Any]]:
+        """What would make ``mint(like)`` fail, read without changing anything; ``[]`` when nothing would.
+
+        Each problem is ``{"blocking": bool, "message": str}``: ``blocking`` when the mint would fail
+        as things stand (an organization policy constraint against key creation is enforced on the
+        key's project; the service account already holds 10 user-managed keys), not blocking when a
+        check got no answer (no ``orgpolicy.policy.get``, the Org Policy API off, no answer at all):
+        the message then says it could not be checked. Reads Org Policy v2 ``getEffectivePolicy`` for
+        ``iam.disableServiceAccountKeyCreation`` and ``iam.managed.disableServiceAccountKeyCreation``,
+        and IAM ``keys.list``. A Google API key, or ``mint: manual``, has nothing to check: ``[]``."""
+        if is_api_key_identity(like) or self.settings.mint == "manual":
+            return []
+        try:
+            account = _account_name(like)
+        except InputError as exc:
+            return [{"blocking": False, "message": f"the mint could not be checked: {exc.message}"}]
+        return google_orgpolicy.preflight(
+            lambda project, constraint: self.admin.get_effective_policy(project, constraint),
+            lambda: self._user_key_count(account),
+            like.project,
+            str(like.owner_id),
+        )
+
+    def _user_key_count(self, account: str) -> int:
+        listed = self.admin.list_service_account_keys(account, ("USER_MANAGED",)).get("keys") or []
+        return sum(1 for key in listed if isinstance(key, dict))  # disabled keys count: they still exist
+
     # ---- usage -----------------------------------------------------------------------------
 
     def usage(self, identity: KeyIdentity, start: datetime, end: datetime, bucket: str) -> Usage:
-        """Authentications with the key per bucket over ``[start, end)`` (Cloud Monitoring, all pages)."""
+        """Authentications with the key per bucket over ``[start, end)`` (Cloud Monitoring, all pages).
+        A Google API key has none to read (``google_apikeys.NO_PER_KEY_USAGE``)."""
         if bucket not in _ALIGNMENT:
             raise InputError(f"bucket '{bucket}' is not one of {', '.join(_ALIGNMENT)}")
+        if is_api_key_identity(identity):
+            return self._api_key_steps.usage(identity)
         key_id = _key_id(identity)
         if not identity.project:
             raise InputError(f"the Google key {key_id} has no project in its identity; identify it again")
@@ -508,17 +521,6 @@ class GoogleProvider:
             limitations.append("Cloud Monitoring keeps these counts for 6 weeks: the start of the window is older")
         buckets = tuple(UsageBucket(s, e, requests=n) for (s, e), n in sorted(totals.items()))
         return Usage(buckets, tuple(limitations))
-
-
-def _error_reasons(response: httpx.Response) -> list[str]:
-    """The ``reason`` of every ``google.rpc.ErrorInfo`` in Google's ``error.details``."""
-    error = json_body(response).get("error")
-    details = error.get("details") if isinstance(error, dict) else None
-    return [
-        str(item["reason"])
-        for item in details or []
-        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.ErrorInfo") and item.get("reason")
-    ]
 
 
 def _account_name(identity: KeyIdentity) -> str:

@@ -12,7 +12,14 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from cauterize.errors import AdminAuthError, InputError, KeyNotFound, ManualStepRequired
+from cauterize.errors import (
+    AdminAuthError,
+    InputError,
+    KeyNotFound,
+    ManualStepRequired,
+    MissingPermission,
+    ProviderRejected,
+)
 from cauterize.providers.base import KeyIdentity, Liveness, ProviderSettings, get_provider
 from cauterize.providers.google import GoogleProvider
 from cauterize.providers.google_auth import NotAServiceAccountKey
@@ -179,8 +186,14 @@ def test_a_rejected_admin_credential_is_an_admin_auth_error(make_provider, googl
 
     error = caught.value
     line = error.one_line()
-    assert "\n" not in line and "the Google admin credential was rejected (40" in line
-    assert "iam.serviceAccountKeys.disable" in error.remediation and "iam.serviceAccountKeys.create" in line
+    assert "\n" not in line
+    if wrong == "unknown token":  # 401: the credential itself is refused
+        assert not isinstance(error, MissingPermission) and "the Google admin credential was rejected (401" in line
+        assert "iam.serviceAccountKeys.disable" in error.remediation and "iam.serviceAccountKeys.create" in line
+    else:  # 403 naming the permission: valid, but may not do this
+        assert isinstance(error, MissingPermission) and error.permission == "iam.serviceAccountKeys.get"
+        assert "lacks iam.serviceAccountKeys.get (403 PERMISSION_DENIED)" in line
+        assert "roles/iam.serviceAccountKeyAdmin" in error.remediation
     text = " ".join([str(error), repr(error), line])
     assert bad not in text and key.reveal() not in text and "PRIVATE KEY" not in text and "ya29." not in text
 
@@ -238,15 +251,13 @@ def test_check_is_unknown_when_the_clocks_disagree(make_provider, leaked, clock)
     [
         ('{"type": "authorized_user", "client_id": "x", "refresh_token": "y"}', "'authorized_user', a user's OAuth"),
         ('{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com"}', "without private_key_id"),
-        ("AIza" + "Q" * 35, "is a Google API key"),
         ("not json at all, just a long token value", "is not JSON"),
         ("[1, 2]", "not an object"),
     ],
 )
 def test_a_key_that_is_not_a_service_account_key_is_a_clear_input_error(provider, value, expected):
     key = Secret(value)
-    # check takes Google API keys too (check_api_key); identify, revoke and mint do not
-    for call in (provider.identify,) if value.startswith("AIza") else (provider.check, provider.identify):
+    for call in (provider.check, provider.identify):
         with pytest.raises(NotAServiceAccountKey) as caught:
             call(key)
         assert isinstance(caught.value, InputError) and caught.value.exit_code == 2
@@ -326,9 +337,13 @@ def test_mint_returns_a_live_key_with_a_new_id(provider, google, account, leaked
 def test_mint_on_a_full_service_account_says_what_to_do(provider, google, account, leaked):
     for _ in range(9):
         google.add_key(PROJECT, account)
-    with pytest.raises(Exception, match="FAILED_PRECONDITION") as caught:
+    with pytest.raises(ProviderRejected, match="FAILED_PRECONDITION") as caught:
         provider.mint(provider.identify(leaked[1]), "replacement")
-    assert "at most 10 keys" in caught.value.remediation
+    error = caught.value
+    assert not isinstance(error, ManualStepRequired)
+    assert f"{account} holds 10 user-managed keys and Google allows 10" in error.remediation
+    assert "Delete unused keys" in error.remediation and "organization policy" not in error.one_line()
+    assert len(google.calls("POST", "/v1/*/keys")) == 1  # no retry of a refusal
 
 
 def test_mint_manual_asks_a_person(make_provider, leaked):
@@ -406,3 +421,168 @@ def test_the_whole_cycle_over_a_real_socket(google, account, leaked, sleeps, clo
 
     assert sleeps == [1.0]
     assert google.calls("POST", "/token")[0].headers["host"].startswith("127.0.0.1:")
+
+
+# ---- why a new key may be refused: organization policy, the 10-key limit, a missing permission --------------
+
+
+@pytest.mark.parametrize(
+    ("managed", "constraint"),
+    [(False, "iam.disableServiceAccountKeyCreation"), (True, "iam.managed.disableServiceAccountKeyCreation")],
+)
+def test_mint_refused_by_an_org_policy_is_a_manual_step_naming_the_constraint(
+    provider, google, account, leaked, managed, constraint
+):
+    like = provider.identify(leaked[1])
+    google.forbid_key_creation(PROJECT, managed=managed)
+    keys_before = set(google.keys)
+
+    with pytest.raises(ManualStepRequired) as caught:
+        provider.mint(like, "replacement")
+
+    error = caught.value
+    text = error.one_line()
+    assert constraint in error.message and f"project {PROJECT}" in error.message and "FAILED_PRECONDITION" in text
+    assert "Organization Policy Administrator" in error.message and "exception" in error.message
+    assert f"--impersonate-service-account={account}" in error.message and "workload identity federation" in text
+    assert "10" not in text and "user-managed keys" not in text and "Delete unused keys" not in text
+    assert set(google.keys) == keys_before  # nothing was created
+    assert not google.calls("GET", "/v1/*/keys")  # the violation says why: no key count needed
+
+
+def test_an_org_policy_answer_without_details_still_names_both_constraints(provider, google, leaked):
+    like = provider.identify(leaked[1])
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            body = {"code": 400, "message": "Key creation is not allowed on this service account.",
+                    "status": "FAILED_PRECONDITION"}
+            return httpx.Response(400, json={"error": body})
+        return google(request)
+
+    bare = GoogleProvider(
+        ProviderSettings(admin_key=provider.settings.admin_key, transport=httpx.MockTransport(refuse)), environ={}
+    )
+    try:
+        with pytest.raises(ManualStepRequired) as caught:
+            bare.mint(like, "replacement")
+    finally:
+        bare.close()
+    both = "iam.disableServiceAccountKeyCreation and iam.managed.disableServiceAccountKeyCreation"
+    assert both in caught.value.message
+
+
+def test_a_bare_failed_precondition_below_ten_keys_does_not_claim_the_limit(provider, google, leaked):
+    like = provider.identify(leaked[1])
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            body = {"code": 400, "message": "Precondition check failed.", "status": "FAILED_PRECONDITION"}
+            return httpx.Response(400, json={"error": body})
+        return google(request)
+
+    bare = GoogleProvider(
+        ProviderSettings(admin_key=provider.settings.admin_key, transport=httpx.MockTransport(refuse)), environ={}
+    )
+    try:
+        with pytest.raises(ProviderRejected) as caught:
+            bare.mint(like, "replacement")
+    finally:
+        bare.close()
+    assert "Google gave no reason" in caught.value.remediation and "it holds 1" in caught.value.remediation
+    assert not isinstance(caught.value, ManualStepRequired)
+
+
+def test_mint_without_iam_service_account_keys_create_is_missing_permission(provider, google, leaked):
+    like = provider.identify(leaked[1])
+    google.deny("iam.serviceAccountKeys.create")
+    with pytest.raises(MissingPermission) as caught:
+        provider.mint(like, "replacement")
+    assert caught.value.permission == "iam.serviceAccountKeys.create"
+    assert "roles/iam.serviceAccountKeyAdmin" in caught.value.remediation
+
+
+def test_a_403_without_a_permission_named_stays_an_admin_auth_error(provider, google, leaked):
+    google.fail_next("GET", "/v1/*", status=403, message="The caller does not have permission")
+    with pytest.raises(AdminAuthError) as caught:
+        provider.identify(leaked[1])
+    assert not isinstance(caught.value, MissingPermission)
+
+
+def test_preflight_finds_nothing_when_key_creation_is_allowed(provider, google, leaked):
+    like = provider.identify(leaked[1])
+    assert provider.preflight_mint(like) == []
+    google.forbid_key_creation(PROJECT, enforce=False)  # explicitly not enforced
+    google.forbid_key_creation(PROJECT, managed=True, enforce=False)
+    assert provider.preflight_mint(like) == []
+    calls = google.calls("GET", "/v2/projects/*")
+    assert {c.path for c in calls} == {
+        f"/v2/projects/{PROJECT}/policies/iam.disableServiceAccountKeyCreation:getEffectivePolicy",
+        f"/v2/projects/{PROJECT}/policies/iam.managed.disableServiceAccountKeyCreation:getEffectivePolicy",
+    }
+    assert calls[0].headers["host"] == "orgpolicy.googleapis.com"
+    assert not google.calls("POST") and not google.calls("DELETE")  # a preflight changes nothing
+
+
+@pytest.mark.parametrize(
+    ("managed", "constraint"),
+    [(False, "iam.disableServiceAccountKeyCreation"), (True, "iam.managed.disableServiceAccountKeyCreation")],
+)
+def test_preflight_blocks_on_an_enforced_constraint(provider, google, leaked, managed, constraint):
+    like = provider.identify(leaked[1])
+    google.forbid_key_creation(PROJECT, managed=managed)
+
+    (problem,) = provider.preflight_mint(like)
+
+    assert set(problem) == {"blocking", "message"} and problem["blocking"] is True
+    assert constraint in problem["message"] and f"project {PROJECT}" in problem["message"]
+    assert "could not be checked" not in problem["message"]
+    with pytest.raises(ManualStepRequired):  # and the mint it predicted does fail that way
+        provider.mint(like, "replacement")
+
+
+@pytest.mark.parametrize("why", ["no orgpolicy.policy.get", "Org Policy API off"])
+def test_preflight_says_when_the_policy_could_not_be_checked(provider, google, leaked, why):
+    like = provider.identify(leaked[1])
+    google.forbid_key_creation(PROJECT)  # enforced, but unreadable: never "allowed", never "forbidden"
+    if why == "no orgpolicy.policy.get":
+        google.deny("orgpolicy.policy.get")
+    else:
+        google.disable_service("orgpolicy.googleapis.com")
+
+    (problem,) = provider.preflight_mint(like)
+
+    assert problem["blocking"] is False and "could not be checked" in problem["message"]
+    both = "iam.disableServiceAccountKeyCreation and iam.managed.disableServiceAccountKeyCreation"
+    assert both in problem["message"]
+    expected = "lacks orgpolicy.policy.get" if why == "no orgpolicy.policy.get" else "not enabled"
+    assert expected in problem["message"]
+
+
+def test_preflight_blocks_on_a_full_service_account(provider, google, account, leaked):
+    for _ in range(9):
+        google.add_key(PROJECT, account)
+    like = provider.identify(leaked[1])
+    (problem,) = provider.preflight_mint(like)
+    assert problem["blocking"] is True and "holds 10 user-managed keys" in problem["message"]
+    google.deny("iam.serviceAccountKeys.list")
+    (problem,) = provider.preflight_mint(like)
+    assert problem["blocking"] is False and "could not be counted" in problem["message"]
+
+
+def test_preflight_reads_the_configured_org_policy_endpoint(make_provider, google, leaked):
+    for provider, host in (
+        (make_provider(environ={"GOOGLE_ORGPOLICY_URL": "https://op.example.test"}), "op.example.test"),
+        (make_provider(extra={"orgpolicy_url": "https://other.example.test"}), "other.example.test"),
+    ):
+        assert provider.preflight_mint(provider.identify(leaked[1])) == []
+        assert google.calls("GET", "/v2/projects/*")[-1].headers["host"] == host
+
+
+def test_preflight_of_a_manual_mint_or_an_unknown_project(make_provider, leaked):
+    provider = make_provider(mint="manual")
+    assert provider.preflight_mint(provider.identify(leaked[1])) == []
+    provider = make_provider()
+    like = provider.identify(leaked[1])
+    (problem,) = provider.preflight_mint(KeyIdentity("google", like.key_id, None, "service_account", like.owner_id))
+    assert problem["blocking"] is False and "could not be checked" in problem["message"]
