@@ -75,3 +75,25 @@ def test_a_replacement_no_store_took_is_taken_back_without_its_account(world, mo
     (minted,) = [k for k in emulator.keys.values() if k.owner_id == world.account and k.name.startswith("cauterize-")]
     assert minted.deleted and not emulator.is_live(minted.value)
     assert emulator.is_live(world.sibling) and not emulator.service_accounts[world.account].deleted
+
+
+def test_rotate_first_on_an_older_api_converges_through_the_end_verification(world):
+    """Rotate-first on an API that refuses single service-account key deletes: the replacement is
+    minted on the leaked key's account and deployed, then the revocation falls back to deleting the
+    account, which takes the replacement with it. The end verification sees the dead replacement,
+    rotate and redeploy run again (on a new account), and the run ends verified."""
+    from cauterize.verification import verify_outcome
+
+    world.emulator.legacy_service_account_delete = True
+    world.runbook.write_text(world.runbook.read_text().replace("order: revoke-first", "order: rotate-first"))
+    directory = response.open_incident(world.runbook)
+    first = _run(directory, *[s for s in response.order_of(directory) if s != "report"])
+    assert first.steps["revoke"].details["action"] == "deleted-service-account"
+    assert not world.emulator.is_live(DotenvStore(world.root / "deploy/.env", "OPENAI_API_KEY").read().reveal())
+    reopened = verify_outcome(directory)
+    assert reopened == ["rotate", "redeploy"]
+    incident = _run(directory, *reopened, "report")
+    new = DotenvStore(world.root / "deploy/.env", "OPENAI_API_KEY").read()
+    assert world.emulator.is_live(new.reveal()) and incident.new_key.fingerprint == new.fingerprint
+    assert incident.verification["recovered"] is True and incident.exit_code() == 0
+    assert not world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
