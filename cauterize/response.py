@@ -295,6 +295,22 @@ def intake(ctx: Context, rec: StepRecord) -> None:
     rec.summary = f"{identity.key_id}{where}, owned by {identity.owner_type or 'unknown'}; {verdict}"
     for note in identity.notes:
         ctx.incident.log("intake", note)
+    _preflight_mint(ctx, rec, provider, identity)
+
+
+def _preflight_mint(ctx: Context, rec: StepRecord, provider: Provider, identity: KeyIdentity) -> None:
+    """Under rotate-first (and in a dry run) learn before anything changes whether the replacement
+    can be minted at all (Google: an org policy against key creation), where the provider can tell
+    without minting. Revoke-first does not wait for it: containment comes first."""
+    check = getattr(provider, "preflight_mint", None)
+    if check is None or (ctx.incident.order != "rotate-first" and not ctx.incident.dry_run):
+        return
+    problems = check(identity)
+    rec.details["mint_preflight"] = problems
+    for problem in problems:
+        ctx.incident.log("intake", f"mint preflight: {problem['message']}")
+        if problem.get("blocking"):
+            ctx.incident.add_action("rotate", problem["message"])
 
 
 def revoke(ctx: Context, rec: StepRecord) -> None:
