@@ -256,6 +256,27 @@ def run_step(
     return _summary(name, incident.steps[name])
 
 
+def verify_outcome(incident_dir: str | Path, *, transport: httpx.BaseTransport | None = None) -> list[str]:
+    """Verified at the end, whatever the record says (``verification.py``): ask the world, keep the
+    answer in the record, reopen the steps it contradicts and the report (rendered again from the
+    verified record). Returns the reopened response steps, in order, for the orchestrator to run
+    again. A dry run changed nothing: it is not verified."""
+    from cauterize.verification import verify
+
+    directory = Path(incident_dir)
+    incident = records.load(directory)
+    if incident.dry_run:
+        return []
+    ctx = Context(load_runbook(incident.runbook_path), incident, directory, transport)
+    try:
+        result = verify(ctx)
+    finally:
+        ctx.close()
+    incident.steps["report"].status = "pending"
+    records.save(incident, directory)
+    return list(result["reopened"])
+
+
 def _announce(name: str, record: StepRecord) -> None:
     detail = record.error or record.summary or ""
     LOGGER.info("%-9s %-8s %s", name, record.status, detail)
@@ -744,7 +765,7 @@ def evidence(ctx: Context, rec: StepRecord) -> None:
 
 def report(ctx: Context, rec: StepRecord) -> None:
     """Render the post-mortem from the verified record: when no verification followed the last
-    step (an orchestrator that did not call ``verification.verify_outcome``), verify here first."""
+    step (an orchestrator that did not call ``verify_outcome``), verify here first."""
     from cauterize.report import write_reports
     from cauterize.verification import stale, verify
 

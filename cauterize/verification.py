@@ -1,6 +1,6 @@
 """Verified at the end, whatever the record says: the world wins over the record.
 
-Before a run reports the key contained, ``verify_outcome`` asks the provider once more whether the
+Before a run reports the key contained, ``response.verify_outcome`` asks the provider once more whether the
 old key is dead, reads the new key back from every store of the runbook and asks whether it is live.
 The answer is kept in the record (``incident.verification``). Where the world contradicts a step the
 record calls ``ok`` (the old key answers again, a store lost the new key, the new key was revoked),
@@ -17,7 +17,6 @@ run is not reported as contained (exit 3), and the record says why.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from cauterize import incident as records
@@ -101,7 +100,8 @@ def judge(incident: Incident, seen: dict[str, Any]) -> dict[str, Any]:
 
 
 def verify(ctx) -> dict[str, Any]:
-    """Observe and judge, then apply the result to ``ctx.incident`` (not saved): the verification is
+    """Observe and judge, then apply the result to ``ctx.incident`` (not saved; ``ctx`` is a
+    ``response.Context``, passed in so this module needs none of response.py): the verification is
     kept, contradicted steps are reopened (``pending``, ``details.reopened``) and the record forgets
     what they had established (the revocation time, a dead replacement)."""
     incident: Incident = ctx.incident
@@ -125,27 +125,6 @@ def verify(ctx) -> dict[str, Any]:
     else:
         incident.log(None, "verification: " + summary(result))
     return result
-
-
-def verify_outcome(incident_dir: str | Path, *, transport=None) -> list[str]:
-    """Verify the world before the report, keep the result in the record, reopen the steps it
-    contradicts and the report (rendered again from the verified record). Returns the reopened
-    response steps, in order, for the orchestrator to run again. A dry run changed nothing: not verified."""
-    from cauterize.response import Context
-    from cauterize.runbook import load_runbook
-
-    directory = Path(incident_dir)
-    incident = records.load(directory)
-    if incident.dry_run:
-        return []
-    ctx = Context(load_runbook(incident.runbook_path), incident, directory, transport)
-    try:
-        result = verify(ctx)
-    finally:
-        ctx.close()
-    incident.steps["report"].status = "pending"
-    records.save(incident, directory)
-    return list(result["reopened"])
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -49,9 +49,7 @@ def response_step(step: str, incident_dir: str, results: list[dict] | None = Non
 @task(name="verify-outcome", cache_policy=NO_CACHE, persist_result=False)
 def verify_outcome(incident_dir: str) -> list[str]:
     """Ask the world (provider, stores) whether the record is true; the steps it contradicts, to run again."""
-    from cauterize.verification import verify_outcome as verify
-
-    return verify(incident_dir)
+    return response.verify_outcome(incident_dir)
 
 
 @task(name="locate-sources", cache_policy=NO_CACHE, persist_result=False)

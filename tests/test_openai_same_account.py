@@ -82,15 +82,13 @@ def test_rotate_first_on_an_older_api_converges_through_the_end_verification(wor
     minted on the leaked key's account and deployed, then the revocation falls back to deleting the
     account, which takes the replacement with it. The end verification sees the dead replacement,
     rotate and redeploy run again (on a new account), and the run ends verified."""
-    from cauterize.verification import verify_outcome
-
     world.emulator.legacy_service_account_delete = True
     world.runbook.write_text(world.runbook.read_text().replace("order: revoke-first", "order: rotate-first"))
     directory = response.open_incident(world.runbook)
     first = _run(directory, *[s for s in response.order_of(directory) if s != "report"])
     assert first.steps["revoke"].details["action"] == "deleted-service-account"
     assert not world.emulator.is_live(DotenvStore(world.root / "deploy/.env", "OPENAI_API_KEY").read().reveal())
-    reopened = verify_outcome(directory)
+    reopened = response.verify_outcome(directory)
     assert reopened == ["rotate", "redeploy"]
     incident = _run(directory, *reopened, "report")
     new = DotenvStore(world.root / "deploy/.env", "OPENAI_API_KEY").read()

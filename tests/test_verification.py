@@ -13,7 +13,6 @@ from cauterize.sandbox.world import build_world
 from cauterize.secret import Secret
 from cauterize.runbook import load_runbook
 from cauterize.stores import open_store
-from cauterize.verification import verify_outcome
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +38,7 @@ def _steps(directory, only=None):
 
 def _finish(directory):
     """What the flow does after the steps: verify, run what the world contradicts, render."""
-    reopened = verify_outcome(directory)
+    reopened = response.verify_outcome(directory)
     _steps(directory, only=reopened)
     response.run_step("report", directory)
     return reopened, records.load(directory)
