@@ -10,7 +10,8 @@ import pytest
 
 from cauterize.errors import AdminAuthError, InputError, KeyNotFound, ManualStepRequired, MissingPermission
 from cauterize.providers.base import KeyIdentity, Liveness, ProviderSettings, get_provider
-from cauterize.providers.openai import OpenAIProvider, _error_for, provider_message
+from cauterize.providers.openai import OpenAIProvider
+from cauterize.providers.openai_admin import _error_for, provider_message
 from cauterize.sandbox.openai import new_key_value
 from cauterize.sandbox.server import serve
 from cauterize.scopes import carried_scopes
