@@ -49,10 +49,14 @@ S3_LOCATE = {
 #: Per response step, the IAM permissions the google provider uses: a service-account key file (IAM
 #: keys), a Google API key (API Keys v2), the org-policy preflight of a mint, and Monitoring.
 GOOGLE_STEPS: dict[str, tuple[str, ...]] = {
-    "intake": ("iam.serviceAccountKeys.get", "apikeys.keys.lookup", "apikeys.keys.get"),
-    "revoke": ("iam.serviceAccountKeys.disable", "iam.serviceAccountKeys.delete", "apikeys.keys.delete"),
-    "rotate": ("iam.serviceAccountKeys.create", "orgpolicy.policy.get", "apikeys.keys.create",
-               "apikeys.keys.getKeyString"),
+    "intake": ("iam.serviceAccountKeys.get", "apikeys.keys.lookup", "apikeys.keys.get",
+               # the mint preflight (rotate-first, dry run): the org policy and the account's key count
+               "orgpolicy.policy.get", "iam.serviceAccountKeys.list"),
+    "revoke": ("iam.serviceAccountKeys.disable", "iam.serviceAccountKeys.delete", "apikeys.keys.get",
+               "apikeys.keys.delete", "serviceusage.operations.get"),
+    "rotate": ("iam.serviceAccountKeys.create", "iam.serviceAccountKeys.list", "iam.serviceAccountKeys.delete",
+               "apikeys.keys.get", "apikeys.keys.create", "apikeys.keys.getKeyString", "apikeys.keys.delete",
+               "serviceusage.operations.get"),
     "evidence": ("monitoring.timeSeries.list",),
 }
 GCP_GOOGLE_PROVIDER = tuple(sorted({p for permissions in GOOGLE_STEPS.values() for p in permissions}))

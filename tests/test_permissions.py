@@ -131,7 +131,8 @@ def test_gcp_azure_github_kubernetes_and_providers(everything):
     assert "api.management.write" in openai["revoke"]["scopes"] and openai["evidence"]["scopes"] == ["api.usage.read"]
     google = providers["google"]["steps"]
     assert "iam.serviceAccountKeys.create" in google["rotate"]["permissions"]
-    assert "orgpolicy.policy.get" in google["rotate"]["permissions"]
+    assert "orgpolicy.policy.get" in google["intake"]["permissions"]
+    assert "serviceusage.operations.get" in google["revoke"]["permissions"]
     assert google["evidence"]["permissions"] == ["monitoring.timeSeries.list"]
     assert set(GCP_GOOGLE_PROVIDER) == {p for step in google.values() for p in step["permissions"]}
     azure_steps = providers["azure-openai"]["steps"]
