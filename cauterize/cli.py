@@ -141,8 +141,7 @@ def demo(
     else:
         typer.echo(incident.report.get("md", ""))
     typer.echo(f"post-mortem: {incident.report.get('md', '(not rendered)')}", err=True)
-    all_ok = all(step.status == "ok" for step in incident.steps.values())
-    raise typer.Exit(0 if all_ok else (incident.exit_code() or 3))
+    raise typer.Exit(incident.exit_code())
 
 
 @app.command()

@@ -24,7 +24,12 @@ from cauterize.errors import CauterizeError, InputError
 from cauterize.secret import assert_clean
 
 STEPS = ("intake", "revoke", "rotate", "redeploy", "locate", "purge", "evidence", "report")
-Status = Literal["pending", "running", "ok", "failed", "skipped", "waiting"]
+#: ``skipped``: not needed, by policy or dry run (done for completeness); ``blocked``: a step it needs
+#: did not succeed (``details.blocked_by`` names it); ``waiting``: for a person; ``interrupted``: a
+#: signal stopped it. Complete means every step is ``ok`` or ``skipped``.
+Status = Literal["pending", "running", "ok", "failed", "skipped", "blocked", "waiting", "interrupted"]
+#: the statuses that count as done: an incident is complete when every step has one of them
+DONE = ("ok", "skipped")
 RECORD_NAME = "incident.json"
 
 
@@ -107,7 +112,7 @@ class Incident(BaseModel):
 
     @property
     def complete(self) -> bool:
-        return all(record.status in ("ok", "skipped") for record in self.steps.values())
+        return all(record.status in DONE for record in self.steps.values())
 
     @property
     def verified(self) -> bool:

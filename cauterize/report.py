@@ -178,7 +178,7 @@ def facts(incident: Incident) -> dict[str, Any]:
                       key=lambda f: _time(f["first_seen"]) or datetime.max.replace(tzinfo=UTC))
     first = next((f for f in findings if f.get("first_seen")), None)
     open_steps = [(name, incident.steps[name].status) for name in incidents.STEPS
-                  if incident.steps[name].status not in ("ok", "skipped")]
+                  if incident.steps[name].status not in incidents.DONE]
     repos = sorted({f["repo"] for f in findings if f.get("source") == "git" and f.get("repo")})
     evidence = _evidence(ev)
     return {

@@ -234,12 +234,17 @@ def run_step(
     directory = Path(incident_dir)
     incident = records.load(directory)
     record = incident.steps[name]
-    if record.status in ("ok",) or (record.status == "skipped" and "blocked_by" not in record.details):
+    if record.status in records.DONE:
         return _summary(name, record)
-    blocked = [dep for dep in needs(name, incident) if incident.steps[dep].status != "ok"]
-    if blocked:
-        record.status, record.summary = "skipped", f"not run: {', '.join(blocked)} did not finish"
-        record.details = {"blocked_by": blocked}
+    deps = needs(name, incident)
+    blocked = [dep for dep in deps if incident.steps[dep].status not in records.DONE]
+    unneeded = [dep for dep in deps if incident.steps[dep].status == "skipped"]
+    if blocked or unneeded:
+        # blocked: a step it needs did not succeed; skipped: one it needs was not needed (dry run, policy)
+        record.status = "blocked" if blocked else "skipped"
+        record.summary = (f"not run: {', '.join(blocked)} did not finish" if blocked
+                          else f"not needed: {', '.join(unneeded)} was skipped")
+        record.details = {"blocked_by": blocked} if blocked else {"skipped_with": unneeded}
         incident.log(name, record.summary)
         records.save(incident, directory)
         _announce(name, record)
@@ -286,7 +291,7 @@ def needs_run(name: str, incident_dir: str | Path) -> bool:
     """Whether ``run_step`` would do work for this step (not done, dependencies met)."""
     incident = records.load(Path(incident_dir))
     record = incident.steps[name]
-    if record.status == "ok" or (record.status == "skipped" and "blocked_by" not in record.details):
+    if record.status in records.DONE:
         return False
     return all(incident.steps[dep].status == "ok" for dep in needs(name, incident))
 

@@ -90,7 +90,7 @@ def test_a_paused_anthropic_rotation_resumes_with_a_key_from_another_process(pre
     result = json.loads(out.strip().splitlines()[-1])
     assert result["exit_code"] == 3
     assert result["steps"]["revoke"] == "ok" and result["steps"]["rotate"] == "waiting"
-    assert result["steps"]["redeploy"] == "skipped" and result["steps"]["report"] == "ok"
+    assert result["steps"]["redeploy"] == "blocked" and result["steps"]["report"] == "ok"
     incident = result["incident"]
     record = json.loads((tmp_path / incident / "incident.json").read_text())
     assert any("nobody answered the pause form" in e["message"] for e in record["events"])

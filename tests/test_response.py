@@ -86,7 +86,7 @@ def test_a_wrong_admin_key_fails_intake_and_blocks_dependents(world, monkeypatch
     incident = _run_all(directory)
     assert incident.steps["intake"].status == "failed" and "admin" in incident.steps["intake"].error.lower()
     for step in ("revoke", "rotate", "locate", "evidence"):
-        assert incident.steps[step].status == "skipped" and incident.steps[step].details["blocked_by"] == ["intake"]
+        assert incident.steps[step].status == "blocked" and incident.steps[step].details["blocked_by"] == ["intake"]
     assert incident.steps["report"].status == "ok"
     assert incident.exit_code() == 3
     assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"]), "nothing was done at the provider"
@@ -136,7 +136,7 @@ def test_manual_mint_waits_for_a_person_when_nobody_can_answer(world):
     directory = response.open_incident(world.runbook)
     incident = _run_all(directory)
     assert incident.steps["rotate"].status == "waiting"
-    assert incident.steps["redeploy"].status == "skipped"
+    assert incident.steps["redeploy"].status == "blocked"
     assert any(item.step == "rotate" for item in incident.action_items)
     assert incident.exit_code() == 3
 
@@ -212,7 +212,7 @@ def test_rotate_first_never_revokes_before_the_replacement_is_everywhere(world):
     directory = response.open_incident(world.runbook)
     incident = _run_all(directory)
     assert incident.steps["rotate"].status == "failed"
-    assert incident.steps["revoke"].status == "skipped"
+    assert incident.steps["revoke"].status == "blocked"
     assert incident.steps["revoke"].details["blocked_by"] == ["rotate", "redeploy"]
     assert world.emulator.is_live(world.env["CAUTERIZE_SANDBOX_LEAKED_KEY"])
     assert incident.exit_code() == 3 and not incident.verified
