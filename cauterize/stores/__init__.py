@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from cauterize.errors import KeySourceError
-from cauterize.stores.base import SecretStore, StoreWrite, open_store, register
+from cauterize.stores.base import SecretStore, StoreWrite, open_store, readiness, register
 
-__all__ = ["SecretStore", "StoreWrite", "load_secret_reference", "open_store", "register"]
+__all__ = ["SecretStore", "StoreWrite", "load_secret_reference", "open_store", "readiness", "register"]
 
 
 #: Key source scheme -> the store type whose module resolves it with ``resolve_reference(target)``.

@@ -19,11 +19,14 @@ document's text: every other byte (other fields, their order, spacing, number fo
 Endpoint, region and credentials come from boto3's own environment (``AWS_ENDPOINT_URL``,
 ``AWS_DEFAULT_REGION``, ``AWS_PROFILE``, ``AWS_MAX_ATTEMPTS``...); the runbook's ``region``
 overrides the region. botocore errors become ``StoreError`` in one place, ``_translated``.
+``missing()``/``notes()`` resolve that region and botocore's credential chain from the environment
+and AWS's config files only, in the chain's order, without a call (``local_readiness``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +34,10 @@ from functools import partial
 from typing import Any, ClassVar
 
 import boto3
+import botocore.session
 from botocore import exceptions as boto
 from botocore.config import Config
+from botocore.credentials import create_credential_resolver
 
 from cauterize.errors import KeySourceError, StoreError
 from cauterize.secret import Secret
@@ -89,6 +94,7 @@ class _Api:
     def __init__(self, region: str | None = None, client: Any = None):
         self.region = region
         self._client = client
+        self.injected = client is not None
 
     def call(self, operation: str, subject: str, *, missing_ok: bool = False, **params: Any) -> Any:
         """One API call, e.g. ``call("get_secret_value", ...)``; None for a missing secret if ``missing_ok``."""
@@ -116,6 +122,14 @@ class AwsSecretsManagerStore:
 
     def describe(self) -> str:
         return f"{self._name} {self.field}" if self.field else self._name
+
+    def missing(self) -> list[str]:
+        """What keeps boto3 from reaching the secret from here (region, credentials); no call made."""
+        return [] if self._api.injected else local_readiness(self.describe(), self._api.region)[0]
+
+    def notes(self) -> list[str]:
+        """Credentials only a call could confirm (instance metadata, a container endpoint, web identity)."""
+        return [] if self._api.injected else local_readiness(self.describe(), self._api.region)[1]
 
     @answers_checked
     def read(self) -> Secret | None:
@@ -285,6 +299,76 @@ def scan(
             document = response.get("SecretString") or response.get("SecretBinary", b"").decode("utf-8", "replace")
             hits.extend(name + suffix for suffix in _holding(document, secret))
     return sorted(hits)
+
+
+#: botocore's credential providers (by METHOD) that read only the environment and local files
+_LOCAL_PROVIDERS = ("env", "shared-credentials-file", "config-file", "ec2-credentials-file", "boto-config")
+#: providers configured in the profile whose credentials come from a call or a process when first used
+_PROFILE_PROVIDERS = {"sso": ("sso_session", "sso_start_url"), "login": ("login_session",),
+                      "custom-process": ("credential_process",)}
+_NO_CREDENTIALS = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile of "
+                   "~/.aws/credentials or ~/.aws/config")
+
+
+def local_readiness(what: str, region: str | None = None) -> tuple[list[str], list[str]]:
+    """``(missing, notes)`` for boto3's region and credentials, as ``boto3.session.Session()`` would
+    resolve them, from the environment and AWS's config files only: botocore's credential chain is
+    walked in order, local providers loaded, the others (STS, SSO, a process, the container endpoint,
+    instance metadata) only recognised, never called."""
+    session = botocore.session.Session()  # what boto3.session.Session() wraps, from the same environment
+    try:
+        profile = session.get_config_variable("profile") or "default"
+        config = session.get_scoped_config()  # ProfileNotFound for an AWS_PROFILE no file defines
+        found_region = region or session.get_config_variable("region")
+        providers = create_credential_resolver(session).providers
+    except boto.ProfileNotFound:
+        files = f"{session.get_config_variable('config_file')} or {session.get_config_variable('credentials_file')}"
+        return [f"{what}: AWS profile {profile} (AWS_PROFILE) is not in {files} (fix AWS_PROFILE or add the profile)"], []
+    except boto.BotoCoreError as exc:  # a config file botocore cannot parse
+        return [f"{what}: the AWS configuration cannot be read ({type(exc).__name__}: fix the file it names)"], []
+    missing, notes = [], []
+    if not found_region:
+        hint = " (boto3 does not read AWS_REGION)" if os.environ.get("AWS_REGION") else ""
+        missing.append(f"{what}: no AWS region{hint}: set AWS_DEFAULT_REGION, a region in the AWS config profile "
+                       "or the store's region in the runbook")
+    for provider in providers:
+        method = provider.METHOD
+        if method in _LOCAL_PROVIDERS:
+            try:
+                if provider.load() is not None:
+                    break
+            except boto.BotoCoreError as exc:  # PartialCredentialsError: one of a pair is missing
+                missing.append(f"{what}: incomplete AWS credentials ({exc}): set both, or neither")
+                break
+        elif method == "assume-role" and "role_arn" in config and "web_identity_token_file" not in config:
+            break  # assumed when first used, from the profile's source_profile / credential_source
+        elif method == "assume-role-with-web-identity" and (token := _web_identity(config, "web_identity_token_file")):
+            if not _web_identity(config, "role_arn"):
+                missing.append(f"{what}: a web identity token file is set without a role: set AWS_ROLE_ARN")
+            elif not os.path.isfile(os.path.expanduser(token)):
+                missing.append(f"{what}: the web identity token file {token} does not exist "
+                               "(AWS_WEB_IDENTITY_TOKEN_FILE or the profile's web_identity_token_file)")
+            else:
+                notes.append(f"{what}: AWS credentials come from web identity (the STS exchange is not checked)")
+            break
+        elif method in _PROFILE_PROVIDERS and any(key in config for key in _PROFILE_PROVIDERS[method]):
+            break  # SSO, login or credential_process of the profile: resolved when first used
+        elif method == "container-role" and any(os.environ.get(name) for name in (provider.ENV_VAR, provider.ENV_VAR_FULL)):
+            notes.append(f"{what}: AWS credentials come from the container credentials endpoint (not checked)")
+            break
+        elif method == "iam-role" and os.environ.get("AWS_EC2_METADATA_DISABLED", "false").lower() != "true":
+            notes.append(f"{what}: AWS credentials not found locally (instance metadata not checked): "
+                         + _NO_CREDENTIALS)
+            break
+    else:
+        missing.append(f"{what}: no AWS credentials: {_NO_CREDENTIALS}")
+    return missing, notes
+
+
+def _web_identity(profile: dict[str, Any], name: str) -> str | None:
+    """A web identity setting as botocore reads it: the environment first, then the profile."""
+    env = {"web_identity_token_file": "AWS_WEB_IDENTITY_TOKEN_FILE", "role_arn": "AWS_ROLE_ARN"}[name]
+    return os.environ.get(env) or profile.get(name)
 
 
 def resolve_reference(target: str) -> Secret:

@@ -25,10 +25,13 @@ workload or managed identity, ``az login``), or one injected. The client perform
 challenge authentication, with ``verify_challenge_resource`` on, and refuses plain http; a private
 CA goes in ``REQUESTS_CA_BUNDLE``. Retries are azure-core's (429 and 5xx, ``Retry-After`` honoured),
 three at most; every call has a timeout. azure-core errors become ``StoreError`` in ``_Api.call``.
+``missing()``/``notes()`` look at the URL and ``DefaultAzureCredential``'s environment, without a call
+(``local_readiness``): workload and managed identity and the developer tools are notes.
 """
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -81,9 +84,32 @@ def make_client(vault_url: str, credential: Any = None, **options: Any) -> Secre
     return SecretClient(vault_url, credential, retry_policy=_CappedRetry(**retry), **settings)
 
 
+def local_readiness(what: str, vault_url: str) -> tuple[list[str], list[str]]:
+    """``(missing, notes)`` for what ``make_client`` would use: an https vault URL and a credential
+    ``DefaultAzureCredential`` finds in the environment (service principal: ``AZURE_TENANT_ID``,
+    ``AZURE_CLIENT_ID`` and a secret or a certificate file). Its later sources need a call or a process:
+    workload identity, managed identity, ``az``/``azd``/PowerShell logins are a note."""
+    env = os.environ
+    if urlparse(vault_url).scheme != "https":
+        return [f"{what}: vault_url must be the vault's https:// URL (the client refuses plain http)"], []
+    chosen = env.get("AZURE_TOKEN_CREDENTIALS", "").strip().lower()  # narrows DefaultAzureCredential's chain
+    certificate = env.get("AZURE_CLIENT_CERTIFICATE_PATH")
+    if chosen in ("", "prod", "environmentcredential") and env.get("AZURE_TENANT_ID") and env.get("AZURE_CLIENT_ID"):
+        if env.get("AZURE_CLIENT_SECRET"):
+            return [], []
+        if certificate and os.path.isfile(certificate):
+            return [], []
+        if certificate:
+            return [f"{what}: AZURE_CLIENT_CERTIFICATE_PATH names {certificate}, which does not exist: fix it"], []
+    return [], [(f"{what}: no Azure service principal in the environment (AZURE_TENANT_ID, AZURE_CLIENT_ID, "
+                "AZURE_CLIENT_SECRET): DefaultAzureCredential would try workload or managed identity, then `az login` "
+                "and other developer logins (not checked)")]
+
+
 class _Api:
     def __init__(self, vault_url: str, client: SecretClient | None):
         self.vault_url, self._client = vault_url, client
+        self.injected = client is not None
 
     @property
     def client(self) -> SecretClient:
@@ -124,6 +150,14 @@ class AzureKeyVaultStore:
 
     def describe(self) -> str:
         return self._where
+
+    def missing(self) -> list[str]:
+        """A vault URL the client refuses, or a service principal whose certificate file is gone; no call made."""
+        return [] if self._api.injected else local_readiness(self._where, self.vault_url)[0]
+
+    def notes(self) -> list[str]:
+        """Credentials only a call or a process could confirm (workload/managed identity, `az login`)."""
+        return [] if self._api.injected else local_readiness(self._where, self.vault_url)[1]
 
     def read(self) -> Secret | None:
         return _value(self._get(), self._where)

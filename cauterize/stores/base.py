@@ -3,6 +3,11 @@
 A store is where an application reads its key from. Each store module implements ``SecretStore``
 and registers a factory with ``@register("type")`` for the runbook's store ``type``.
 Nothing outside ``stores/`` names a store type.
+
+A store may also say, before anything is read or written, what keeps it from working here:
+``missing()`` (blocking: each a line naming what is missing and how to provide it) and ``notes()``
+(advisory: may work, but could not be checked without a call). Both look at the environment and
+local files only: no network, no secret value read. ``readiness(store)`` asks for both.
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ def answers_checked(method: _Method) -> _Method:
             ) from None
 
     return checked  # type: ignore[return-value]
+
+
+def readiness(store: Any) -> tuple[list[str], list[str]]:
+    """``(missing, notes)`` of a store: what blocks it here, and what could not be checked locally."""
+    missing, notes = getattr(store, "missing", None), getattr(store, "notes", None)
+    return (list(missing()) if missing else [], list(notes()) if notes else [])
 
 
 StoreFactory = Callable[[Any, Any], SecretStore]  # (store config model, LoadedRunbook) -> store

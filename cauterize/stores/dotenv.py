@@ -2,13 +2,16 @@
 
 Every other byte stays as it was: other lines, comments, blank lines, ``export`` prefixes, line
 endings and the value's quoting style. The new file gets the old one's mode and owner and
-replaces it by rename, so a reader never sees a half-written file.
+replaces it by rename, so a reader never sees a half-written file. So what a write needs is a
+readable file (or none yet) in a directory it can create a file in (or create); ``missing()`` checks
+exactly that, and the file's own write permission does not matter.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,6 +32,38 @@ class DotenvStore:
 
     def describe(self) -> str:
         return f"dotenv {self.path} {self.variable}"
+
+    def missing(self) -> list[str]:
+        """What keeps the write (read, temporary file beside it, rename) from working here."""
+        try:
+            return self._missing()
+        except OSError as exc:  # a directory on the way that this user cannot search
+            return [f"{self.describe()}: cannot look at the path ({exc.strerror}): run as a user who can read it"]
+
+    def _missing(self) -> list[str]:
+        what, path = self.describe(), self.path
+        if path.is_dir():
+            return [f"{what}: {path} is a directory: fix the store's path in the runbook"]
+        if path.exists() and not os.access(path, os.R_OK):
+            return [f"{what}: the file is not readable by this user: run as its owner, or grant read"]
+        directory = _existing_ancestor(path.parent)
+        if not directory.is_dir():
+            return [f"{what}: {directory} is not a directory: fix the store's path in the runbook"]
+        if not os.access(directory, os.W_OK | os.X_OK):
+            needs = "to create a file in" if directory == path.parent else "to create the missing directories under"
+            return [(f"{what}: {directory} is not writable by this user (a write needs {needs} it): "
+                    "run as its owner, or grant write")]
+        if path.exists() and _sticky_refuses_rename(directory, path):
+            return [f"{what}: {directory} is sticky and the file is another user's: run as the file's owner"]
+        return []
+
+    def notes(self) -> list[str]:
+        try:
+            if self.path.exists():
+                return []
+        except OSError:
+            return []  # missing() says why
+        return [f"{self.describe()}: the file does not exist yet; a write creates it: check the path in the runbook"]
 
     def _read_bytes(self) -> bytes | None:
         try:
@@ -97,6 +132,20 @@ class DotenvStore:
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             raise StoreError(f"{self.describe()}: cannot replace the file ({exc.strerror})") from None
+
+
+def _existing_ancestor(directory: Path) -> Path:
+    """``directory``, or its nearest ancestor that exists (a write makes the missing ones)."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return directory
+
+
+def _sticky_refuses_rename(directory: Path, path: Path) -> bool:
+    """In a sticky directory (``/tmp``) only the file's or the directory's owner (or root) may replace the file."""
+    uid = os.geteuid()
+    mode, owner = directory.stat(), path.stat().st_uid
+    return bool(mode.st_mode & stat.S_ISVTX) and uid not in (0, mode.st_uid, owner)
 
 
 def _unquote(value: bytes) -> bytes:

@@ -26,6 +26,8 @@ else Google's. Credentials: gcloud's ``CLOUDSDK_AUTH_ACCESS_TOKEN`` (an access t
 Application Default Credentials. Each call has a timeout; 429 (``Retry-After`` honoured, capped)
 and 5xx are retried, except that addVersion is not re-sent after a 5xx. ``google.api_core``,
 ``google.auth`` and ``requests`` errors become ``StoreError`` in ``_Api.call``.
+``missing()``/``notes()`` follow those credentials (``local_readiness``) without a call: the GCE
+metadata server, ADC's last resort, is a note.
 """
 
 from __future__ import annotations
@@ -104,11 +106,33 @@ def make_client(endpoint: str | None = None, credentials: Any = None) -> sm.Secr
     return sm.SecretManagerServiceClient(credentials=credentials, transport="rest", client_options=options)
 
 
+def local_readiness(what: str) -> tuple[list[str], list[str]]:
+    """``(missing, notes)`` for the credentials ``make_client`` would use, as ``google.auth.default``
+    finds them, without reading them: ``CLOUDSDK_AUTH_ACCESS_TOKEN``, ``GOOGLE_APPLICATION_CREDENTIALS``
+    (the file must exist), gcloud's ADC file; else only the metadata server is left (unless ``NO_GCE_CHECK``)."""
+    from google.auth import _cloud_sdk, environment_vars
+
+    if os.environ.get(TOKEN_ENV):
+        return [], []
+    explicit = os.environ.get(environment_vars.CREDENTIALS)
+    if explicit:
+        if os.path.isfile(explicit):
+            return [], []
+        return [f"{what}: GOOGLE_APPLICATION_CREDENTIALS names {explicit}, which does not exist: fix it or unset it"], []
+    if os.path.isfile(_cloud_sdk.get_application_default_credentials_path()):
+        return [], []
+    remedy = f"set {TOKEN_ENV} or GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth application-default login`"
+    if os.environ.get(environment_vars.NO_GCE_CHECK) == "true":
+        return [f"{what}: no Google credentials found (and NO_GCE_CHECK rules out the metadata server): {remedy}"], []
+    return [], [f"{what}: Google credentials not found locally (the GCE metadata server not checked): {remedy}"]
+
+
 class _Api:
     """One Secret Manager client, made on first use (or injected), and the one place errors are translated."""
 
     def __init__(self, endpoint: str | None, client: Any, sleep: Callable[[float], None]):
         self._endpoint, self._client, self.sleep = endpoint, client, sleep
+        self.injected = client is not None
 
     def call(
         self, operation: str, what: str, *, resend: bool = True, absent: tuple[str, ...] = (), **request: Any
@@ -168,6 +192,14 @@ class GcpSecretManagerStore:
 
     def describe(self) -> str:
         return f"gcp-secret-manager {self._parent}"
+
+    def missing(self) -> list[str]:
+        """No Google credentials where ``make_client`` looks (no call made, none read)."""
+        return [] if self._api.injected else local_readiness(self.describe())[0]
+
+    def notes(self) -> list[str]:
+        """Credentials only the GCE metadata server could give (not asked here)."""
+        return [] if self._api.injected else local_readiness(self.describe())[1]
 
     @answers_checked
     def read(self) -> Secret | None:

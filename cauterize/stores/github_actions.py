@@ -19,6 +19,7 @@ Credentials and endpoint follow GitHub's conventions: ``GITHUB_TOKEN`` (a fine-g
 ``GITHUB_API_URL`` (default https://api.github.com; GitHub Enterprise Server: https://HOST/api/v3).
 429 and 5xx are retried by ``cauterize.http.send``; a 403 secondary or primary rate limit waits
 for ``retry-after`` / ``x-ratelimit-reset``. Every failure becomes a ``StoreError`` in ``_error``.
+``missing()`` says when no token is given or in ``GITHUB_TOKEN`` (no call made).
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ class GithubActionsStore:
     def describe(self) -> str:
         where = f" environment {self.environment}" if self.environment else ""
         return f"github-actions {self.repo}{where} {self.name}"
+
+    def missing(self) -> list[str]:
+        """No token where ``client`` takes it from (the one given, else ``GITHUB_TOKEN``); no call made."""
+        if self._token or os.environ.get("GITHUB_TOKEN"):
+            return []
+        return [(f"{self.describe()}: GITHUB_TOKEN is not set: set it to a token with "
+                f"'Secrets: read and write' on {self.repo} (classic tokens: the repo scope)")]
 
     def read(self) -> Secret | None:
         """Always None: GitHub's API never returns a secret's value (see ``get_metadata``)."""

@@ -26,6 +26,10 @@ Connection settings come from ``KUBECONFIG`` (or ``~/.kube/config``; in a pod, t
 account), its current context, or an injected ``kubernetes.client.Configuration``. The identity
 needs get and patch on secrets in the namespace, and patch on the workload (API group apps) to
 restart it. Every ``ApiException`` becomes a ``StoreError`` in ``_error``.
+
+``missing()`` reads that configuration the way the client does (the kubeconfig files merged, the
+current context, its cluster and user, the files they name; or the in-cluster service account)
+without loading credentials: no exec plugin or auth-provider is run, no call made.
 """
 
 from __future__ import annotations
@@ -34,16 +38,20 @@ import base64
 import binascii
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import incluster_config
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
 from urllib3.exceptions import HTTPError as TransportError
 from urllib3.util.retry import Retry
 
@@ -112,6 +120,14 @@ class KubernetesStore:
 
     def describe(self) -> str:
         return f"kubernetes {self.namespace}/{self.secret} {self.key}"
+
+    def missing(self) -> list[str]:
+        """What keeps ``_client`` from configuring itself here (nothing is run, no call made)."""
+        return [] if self._configuration is not None else _config_readiness(self.describe())[0]
+
+    def notes(self) -> list[str]:
+        """Credentials an exec plugin or auth-provider would produce when first used (not run here)."""
+        return [] if self._configuration is not None else _config_readiness(self.describe())[1]
 
     @answers_checked
     def read(self) -> Secret | None:
@@ -289,6 +305,61 @@ class KubernetesStore:
             where = f"the {LAST_APPLIED} annotation of secret {self.namespace}/{self.secret}"
             return [f"the old value stays in {where}: apply the manifest again with the new key, or remove it"]
         return []
+
+
+def _config_readiness(what: str) -> tuple[list[str], list[str]]:
+    """``(missing, notes)`` for what ``KubernetesStore._client`` would load: ``KUBECONFIG`` (or
+    ``~/.kube/config``) merged and its current context resolved as ``load_kube_config`` does, else the
+    in-cluster service account."""
+    paths = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if not any(os.path.exists(os.path.expanduser(p)) for p in paths.split(os.pathsep) if p):
+        env, files = os.environ, (incluster_config.SERVICE_TOKEN_FILENAME, incluster_config.SERVICE_CERT_FILENAME)
+        if not (env.get(incluster_config.SERVICE_HOST_ENV_NAME) and env.get(incluster_config.SERVICE_PORT_ENV_NAME)):
+            return [(f"{what}: no kubeconfig ({paths}) and not in a cluster (KUBERNETES_SERVICE_HOST unset): "
+                    "set KUBECONFIG to a kubeconfig whose current context reaches the cluster")], []
+        absent = [name for name in files if not os.path.isfile(name)]
+        return ([(f"{what}: in a cluster, but the service account's {' and '.join(absent)} missing "
+                 "(automountServiceAccountToken off?): mount the token, or set KUBECONFIG")] if absent else []), []
+    try:  # what load_kube_config does before it loads credentials: merge the files, resolve the context
+        loader = KubeConfigLoader(config_dict=KubeConfigMerger(paths).config, config_base_path=None)
+        cluster, user = loader._cluster, loader._user or {}
+        context = loader.current_context["name"]
+    except (ConfigException, OSError, yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return [(f"{what}: the kubeconfig ({paths}) is not usable ({detail}): fix its current-context, "
+                "or set KUBECONFIG to one that works")], []
+    if "server" not in cluster:
+        return [f"{what}: the cluster of context {context} has no server: fix the kubeconfig"], []
+    missing, notes = [], []
+    files = []  # (section, key, base): a file the client opens, relative to the kubeconfig that defines ``base``
+    if cluster["server"].startswith("https"):
+        files += [(cluster, "certificate-authority", cluster), (user, "client-certificate", cluster),
+                  (user, "client-key", cluster)]
+    provider = user.safe_get("auth-provider") if user else None
+    if provider and "name" in provider:
+        notes.append(f"{what}: context {context} gets its token from the {provider['name']} auth-provider "
+                     "(not refreshed here)")
+    elif user and ("token" in user or "tokenFile" in user):
+        files.append((user, "tokenFile", user))
+    elif user and "exec" in user:
+        command = str(user["exec"].safe_get("command") or "")
+        if not command or not (shutil.which(command) or os.path.isfile(os.path.join(_directory(cluster), command))):
+            missing.append(f"{what}: the exec credential plugin {command!r} of context {context} is not found: "
+                           "install it or put it on PATH")
+        else:
+            notes.append(f"{what}: context {context} gets its credentials from the exec plugin {command} (not run here)")
+    for section, key, base in files:
+        data = "token" if key == "tokenFile" else f"{key}-data"  # inline data wins over the file
+        if section and key in section and data not in section:
+            path = os.path.normpath(os.path.join(_directory(base), section[key]))
+            if not os.path.isfile(path):
+                missing.append(f"{what}: {key} {path} of context {context} does not exist: fix the kubeconfig")
+    return missing, notes
+
+
+def _directory(node: Any) -> str:
+    """The directory of the kubeconfig file a merged node came from (relative paths start there)."""
+    return os.path.dirname(os.path.abspath(node.path)) if getattr(node, "path", None) else ""
 
 
 def _status_body(exc: ApiException) -> dict[str, Any]:

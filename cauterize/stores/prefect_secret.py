@@ -23,6 +23,7 @@ or a Prefect Cloud workspace URL), ``PREFECT_API_KEY`` (Cloud, sent as a bearer 
 not in the environment, the active profile of ``PREFECT_HOME/profiles.toml`` is read. 429 and 5xx
 are retried by ``cauterize.http.send``; every failure becomes a ``StoreError`` in ``_error``, and no
 message ever quotes a request body (Prefect's 422 answers echo it, value included).
+``missing()`` checks those settings as resolved at construction, without a call.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import httpx
 
@@ -47,6 +48,7 @@ from cauterize.stores.base import StoreWrite, answers_checked, register
 _UNAVAILABLE = "The Prefect API (PREFECT_API_URL) is throttling or unreachable: check the server, then rerun."
 
 BLOCK_TYPE = "secret"
+CLOUD_API_HOST = "api.prefect.cloud"
 _SETTINGS = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 _CREDENTIALS = "Set PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server with basic auth)."
 _REGISTER = (
@@ -79,6 +81,16 @@ class PrefectSecretStore:
 
     def describe(self) -> str:
         return f"prefect-secret {self.block}"
+
+    def missing(self) -> list[str]:
+        """No API URL (environment or active profile), or Prefect Cloud without an API key; no call made."""
+        if not self.api_url:
+            return [(f"{self.describe()}: PREFECT_API_URL is not set and no Prefect profile sets it: point it at "
+                    "the Prefect server or Cloud workspace that holds the block")]
+        if urlparse(self.api_url).hostname == CLOUD_API_HOST and not self._api_key:
+            return [(f"{self.describe()}: PREFECT_API_URL is a Prefect Cloud workspace but PREFECT_API_KEY is not set: "
+                    "set it (environment or profile)")]
+        return []
 
     @answers_checked
     def read(self) -> Secret | None:

