@@ -266,6 +266,14 @@ class AnthropicProvider:
             self._admin = AnthropicAdmin(client, policy=self._policy, sleep=self._sleep)
         return self._admin
 
+    def missing(self) -> list[str]:
+        """What containment (identify, revoke) lacks here, found without a network call: the admin key."""
+        try:
+            self.admin
+        except InputError as exc:
+            return [exc.one_line()]
+        return []
+
     def close(self) -> None:
         self._data.close()
         if self._admin is not None:

@@ -284,6 +284,17 @@ class AzureOpenAIProvider:
             self._management = AzureManagement(client, policy=self._policy, sleep=self._sleep)
         return self._management
 
+    def missing(self) -> list[str]:
+        """What containment (identify, revoke) lacks here, found without a network call: the management token, and a subscription to search."""
+        problems = []
+        try:
+            self.management
+        except InputError as exc:
+            problems.append(exc.one_line())
+        if not self.subscription:
+            problems.append("no Azure subscription: set providers.azure-openai.subscription or AZURE_SUBSCRIPTION_ID")
+        return problems
+
     def close(self) -> None:
         for client in self._data.values():
             client.close()

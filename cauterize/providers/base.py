@@ -204,6 +204,10 @@ class Provider(Protocol):
     def usage(self, identity: KeyIdentity, start: datetime, end: datetime, bucket: str) -> Usage:
         """Usage (and cost where the provider has it) of the key over [start, end)."""
 
+    def missing(self) -> list[str]:
+        """What containment (identify, revoke) lacks here (admin credential, subscription...), found
+        without any network call; [] when nothing is known to be missing (the preflight)."""
+
     def close(self) -> None: ...
 
 

@@ -67,6 +67,10 @@ class CohereProvider:
     def __repr__(self) -> str:
         return f"CohereProvider(base_url={self._base_url!r})"
 
+    def missing(self) -> list[str]:
+        """What containment (identify, revoke) lacks here, found without a network call: nothing (a person revokes Cohere keys in the dashboard)."""
+        return []
+
     def close(self) -> None:
         self._client.close()
 

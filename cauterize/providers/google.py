@@ -263,6 +263,14 @@ class GoogleProvider:
     def _options(self) -> dict[str, Any]:
         return {"policy": self._policy, "sleep": self._sleep, "admin_remediation": _ADMIN_REMEDIATION}
 
+    def missing(self) -> list[str]:
+        """What containment (identify, revoke) lacks here, found without a network call: the admin credential."""
+        try:
+            self.admin
+        except InputError as exc:
+            return [exc.one_line()]
+        return []
+
     def close(self) -> None:
         self._oauth.close()
         for client in (self._generative, self._admin, self._api_keys):
