@@ -7,14 +7,26 @@ Self-hosted Prefect has no incoming webhooks; this small HTTP server fills the g
                     X-GitHub-Event: secret_scanning_alert, action created | reopened |
                     publicly_leaked: the alert's secret_type and repository pick a runbook in the
                     runbook directory (its ``triggers:`` section), and the response starts: 202.
-                    ping: 200. Other events and actions: 200, ignored.
-                    No runbook matches: 422; several match equally well: 409 (none is started);
-                    the response could not be started: 503.
+                    ping: 200. Other events and actions: 200, ignored. Not JSON or not an alert: 400.
 
-The leaked key never comes from the payload: the runbook's source reference supplies it. The
-receiver reads only ``action``, ``alert.number``, ``alert.secret_type``, ``alert.html_url`` and
-``repository.full_name``; anything else in the payload (``alert.secret`` included, if GitHub ever
-sends it) is neither read, logged nor passed on.
+One key, one incident (DESIGN.md section 2), whatever GitHub sends:
+
+    a delivery GUID (X-GitHub-Delivery) acted on before     200 duplicate, nothing started
+      (remembered on disk for 7 days: ``cauterize.webhook_dedup``)
+    the key's incident is complete and verified             200 already-contained, nothing started
+    the key's incident is under way (its lock is held, the  202 in-progress, nothing started
+      response runs in this process, or was started here
+      and its incident is not open yet)
+    the key's incident is unfinished and nobody is on it    202 started (the incident is resumed)
+    no runbook answers the alert                            202 unmatched, logged, told to the default
+    several runbooks answer it equally well                 202 ambiguous   notify target; none started
+    the response could not be started                       503 (GitHub can redeliver it)
+
+The key is identified by its fingerprint: the runbook's key, read from its source reference, and the
+alert's ``secret`` when GitHub sends one (it is fingerprinted as the payload is parsed and dropped:
+never stored, logged or passed on). An alert whose secret is not the runbook's key, and for which no
+incident exists, is unmatched: starting would revoke another key. Otherwise the receiver reads only
+``action``, ``alert.number``, ``alert.secret_type``, ``alert.html_url`` and ``repository.full_name``.
 
 How the response starts is injected (``Starter``): through the Prefect client on a server, or a
 background thread when none is configured; ``cauterize.cli_ops`` provides both.
@@ -26,15 +38,19 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from cauterize.errors import CauterizeError
 from cauterize.logs import LOGGER
+from cauterize.secret import Secret, fingerprint_of
+from cauterize.webhook_dedup import STATE_DIR_NAME, DeliveryLog, identify, latest_incident, lock_holder
 
 MAX_BODY = 1 << 20  # GitHub caps webhook payloads at 25 MB; an alert is a few KB
 ACCEPTED_ACTIONS = ("created", "reopened", "publicly_leaked")
@@ -47,6 +63,12 @@ GITHUB_SECRET_TYPES: dict[str, tuple[str, ...]] = {
     "azure-openai": ("azure_openai_key",),
     "cohere": ("cohere_api_key",),
 }
+
+#: A response started here but whose incident is not open yet counts as under way this long (a
+#: deployment's run may wait for a worker); after it, a new alert for the key starts it again.
+PENDING = timedelta(minutes=10)
+#: what a delivery GUID is remembered with: the answers that decided about a response
+REMEMBERED = ("started", "in-progress", "already-contained")
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -61,6 +83,8 @@ class Alert:
     number: int | None = None
     url: str | None = None
     delivery: str | None = None
+    #: the fingerprint of ``alert.secret`` when GitHub sent it (the value itself is not kept)
+    fingerprint: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -96,6 +120,7 @@ def parse_alert(payload: Mapping[str, Any], delivery: str | None = None) -> Aler
         raise TypeError("alert.secret_type or repository.full_name is missing")
     number = alert.get("number")
     url = alert.get("html_url")
+    leaked = alert.get("secret")
     return Alert(
         action=str(payload.get("action") or ""),
         secret_type=secret_type,
@@ -103,6 +128,7 @@ def parse_alert(payload: Mapping[str, Any], delivery: str | None = None) -> Aler
         number=number if isinstance(number, int) else None,
         url=url if isinstance(url, str) else None,
         delivery=delivery,
+        fingerprint=fingerprint_of(leaked.strip()) if isinstance(leaked, str) and leaked.strip() else None,
     )
 
 
@@ -141,14 +167,23 @@ def _specificity(runbook: Any, alert: Alert) -> int | None:
 
 
 class Receiver:
-    """The webhook's logic, without the HTTP server: ``handle(...) -> (status, JSON body)``."""
+    """The webhook's logic, without the HTTP server: ``handle(...) -> (status, JSON body)``.
 
-    def __init__(self, secret: str | bytes, runbook_dir: Path, start: Starter):
+    ``state_dir`` holds the delivery log (default ``<runbook_dir>/.cauterize-webhook``); ``notify``
+    is the default notification target (a Slack-compatible webhook URL) told about alerts no runbook
+    answers; ``running(runbook)`` says whether a response of that runbook runs in this process."""
+
+    def __init__(self, secret: str | bytes, runbook_dir: Path, start: Starter, *, state_dir: Path | None = None,
+                 notify: str | Secret | None = None, running: Callable[[Path], bool] | None = None):
         if not secret:
             raise ValueError("the webhook secret is empty")
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self.runbook_dir = Path(runbook_dir)
         self._start = start
+        self._notify = notify
+        self._running = running
+        self.deliveries = DeliveryLog(Path(state_dir) if state_dir else self.runbook_dir / STATE_DIR_NAME)
+        self._decide = threading.Lock()  # one decision at a time: two deliveries of one key start one response
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         headers = {name.lower(): value for name, value in headers.items()}
@@ -166,31 +201,109 @@ class Receiver:
         if event != "secret_scanning_alert":
             return 200, {"status": "ignored", "reason": f"event {event or '(none)'} is not handled"}
         try:
-            alert = parse_alert(json.loads(body), headers.get("x-github-delivery"))
+            alert = parse_alert(json.loads(body), headers.get("x-github-delivery") or None)
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             return 400, {"error": f"not a secret_scanning_alert payload: {type(exc).__name__}"}
         if alert.action not in ACCEPTED_ACTIONS:
             return 200, {"status": "ignored", "reason": f"action {alert.action} does not start a response"}
-        return self._dispatch(alert)
+        with self._decide:
+            if alert.delivery and (seen := self.deliveries.get(alert.delivery)) is not None:
+                return self._duplicate(alert, seen)
+            status, reply = self._dispatch(alert)
+            fingerprint = reply.pop("_fingerprint", None)
+            if alert.delivery and reply.get("status") in REMEMBERED:
+                self.deliveries.remember({
+                    "delivery": alert.delivery, "alert": f"{alert.repository}#{alert.number}", "action": alert.action,
+                    "status": reply["status"], "runbook": reply.get("runbook"), "fingerprint": fingerprint,
+                    "incident": reply.get("incident"), "run": reply.get("run"),
+                })
+            return status, reply
 
     def _dispatch(self, alert: Alert) -> Reply:
         where = f"{alert.secret_type} in {alert.repository} (alert #{alert.number})"
         found = match_runbooks(self.runbook_dir, alert)
         if not found:
-            LOGGER.warning("webhook: no runbook answers %s", where)
-            return 422, {"status": "no-runbook", "alert": where}
+            return self._unmatched(alert, where, "no runbook's triggers accept it")
         if len(found) > 1:
             names = [path.name for path in found]
             LOGGER.warning("webhook: %s matches %s equally; nothing started", where, ", ".join(names))
-            return 409, {"status": "ambiguous", "alert": where, "runbooks": names}
+            notified = self._tell(f"cauterize: a secret-scanning alert matches several runbooks equally "
+                                  f"({', '.join(names)}); nothing was started", alert, "ambiguous")
+            return 202, {"status": "ambiguous", "alert": where, "runbooks": names, "notified": notified}
+        runbook = found[0]
         try:
-            started = self._start(found[0], alert)
+            who = identify(runbook, alert.fingerprint)
+        except CauterizeError as exc:
+            LOGGER.error("webhook: %s: %s", runbook.name, exc.one_line())
+            return 503, {"status": "error", "alert": where, "runbook": runbook.name, "error": exc.one_line()}
+        answer: dict[str, Any] = {"alert": where, "runbook": runbook.name, "_fingerprint": who.fingerprint}
+        latest = latest_incident(who)
+        if latest is not None:
+            directory, incident = latest
+            answer["incident"] = directory.name
+            if incident.complete and incident.verified:
+                LOGGER.info("webhook: %s: %s is already contained (incident %s); nothing started",
+                            where, who.fingerprint, directory.name)
+                return 200, {"status": "already-contained", **answer}
+            if self._busy(runbook, directory):
+                LOGGER.info("webhook: %s: incident %s is under way; nothing started", where, directory.name)
+                return 202, {"status": "in-progress", **answer}
+        else:
+            if alert.fingerprint and who.key and alert.fingerprint != who.key:
+                return self._unmatched(alert, where, f"the key of {runbook.name} is not the alert's secret "
+                                                     f"({who.key}, the alert's {alert.fingerprint})")
+            known = who.fingerprints or {None}  # unknown: any response of the runbook started here counts
+            pending = None if self._running else self.deliveries.recent(runbook.name, known, PENDING)
+            if self._busy(runbook, None) or pending is not None:
+                LOGGER.info("webhook: %s: a response of %s is under way; nothing started", where, runbook.name)
+                return 202, {"status": "in-progress", **answer, "incident": None,
+                             "run": pending.get("run") if pending else None}
+        try:
+            started = self._start(runbook, alert)
         except Exception as exc:  # noqa: BLE001  (the sender must learn it failed; GitHub can redeliver)
             detail = exc.one_line() if isinstance(exc, CauterizeError) else type(exc).__name__
-            LOGGER.error("webhook: could not start the response to %s with %s: %s", where, found[0].name, detail)
-            return 503, {"status": "error", "alert": where, "runbook": found[0].name, "error": detail}
-        LOGGER.info("webhook: %s -> %s: %s", where, found[0].name, started)
-        return 202, {"status": "started", "alert": where, "runbook": found[0].name, "run": started}
+            LOGGER.error("webhook: could not start the response to %s with %s: %s", where, runbook.name, detail)
+            return 503, {"status": "error", "alert": where, "runbook": runbook.name, "error": detail}
+        LOGGER.info("webhook: %s -> %s: %s", where, runbook.name, started)
+        return 202, {"status": "started", "incident": None, **answer, "run": started}
+
+    def _duplicate(self, alert: Alert, seen: dict[str, Any]) -> Reply:
+        incident = seen.get("incident")
+        if incident is None and seen.get("runbook"):
+            try:
+                latest = latest_incident(identify(self.runbook_dir / seen["runbook"], read_key=False),
+                                         fingerprints={seen.get("fingerprint")})
+            except CauterizeError:
+                latest = None
+            incident = latest[0].name if latest else None
+        LOGGER.info("webhook: delivery %s was answered before (%s); nothing started", alert.delivery, seen.get("status"))
+        return 200, {"status": "duplicate", "delivery": alert.delivery, "incident": incident,
+                     "runbook": seen.get("runbook"), "first": seen.get("status")}
+
+    def _unmatched(self, alert: Alert, where: str, reason: str) -> Reply:
+        LOGGER.warning("webhook: %s: %s; nothing started", where, reason)
+        notified = self._tell("cauterize: a secret-scanning alert matches no runbook; nothing was started",
+                              alert, reason)
+        return 202, {"status": "unmatched", "alert": where, "reason": reason, "notified": notified}
+
+    def _tell(self, text: str, alert: Alert, reason: str) -> bool:
+        """Tell the default notify target, in the background (GitHub waits 10 s for an answer)."""
+        if self._notify is None:
+            return False
+        from cauterize.notify import notify
+
+        fields = {"repository": alert.repository, "secret type": alert.secret_type, "alert": alert.url,
+                  "action": alert.action, "reason": reason, "delivery": alert.delivery}
+        threading.Thread(target=notify, args=(self._notify, text, fields), daemon=True, name="webhook-notify").start()
+        return True
+
+    def _busy(self, runbook: Path, directory: Path | None) -> bool:
+        """A responder is on it: the incident's lock is held by a live process (this one counts
+        only while its response of the runbook runs), or this process runs the runbook."""
+        if self._running is not None and self._running(runbook):
+            return True
+        holder = lock_holder(directory) if directory is not None else None
+        return holder is not None and holder != os.getpid()
 
 
 @dataclass
@@ -236,7 +349,14 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
             else:
                 body = self.rfile.read(length) if length else b""
-                status, reply = receiver.handle(self.command, self.path, dict(self.headers.items()), body)
+                try:
+                    status, reply = receiver.handle(self.command, self.path, dict(self.headers.items()), body)
+                except CauterizeError as exc:  # the delivery log refused (a planted link...): say so, once
+                    LOGGER.error("webhook: %s", exc.one_line())
+                    status, reply = 500, {"status": "error", "error": exc.message}
+                except Exception as exc:  # noqa: BLE001  (the last boundary of a request: no traceback)
+                    LOGGER.error("webhook: internal error (%s)", type(exc).__name__)
+                    status, reply = 500, {"status": "error", "error": f"internal error: {type(exc).__name__}"}
             data = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
