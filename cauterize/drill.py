@@ -37,7 +37,6 @@ from cauterize.errors import InputError
 from cauterize.incident import IncidentStore, write_private
 from cauterize.providers.formats import load_leaked_key
 from cauterize.runbook import LoadedRunbook, load_runbook
-from cauterize.secret import assert_clean
 
 HISTORY = "drills.jsonl"
 RESULT = "drill.json"
@@ -187,10 +186,10 @@ def measure(incident: records.Incident) -> dict[str, Any]:
 def read_history(root: str | Path, runbook: str | None = None) -> list[dict[str, Any]]:
     """Earlier drills (oldest first), of one runbook when named; unreadable lines are skipped."""
     path = Path(root) / HISTORY
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in records.read_private(path).decode("utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except ValueError:
@@ -202,13 +201,7 @@ def read_history(root: str | Path, runbook: str | None = None) -> list[dict[str,
 
 def append_history(root: str | Path, entry: dict[str, Any]) -> None:
     """One JSON line per drill, appended (0600); refused if it would hold a live secret."""
-    line = json.dumps(entry, sort_keys=True) + "\n"
-    assert_clean(line, "the drill history")
-    path = Path(root) / HISTORY
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        handle.write(line)
+    records.append_private(Path(root) / HISTORY, json.dumps(entry, sort_keys=True) + "\n", what="the drill history")
 
 
 def regression(current: dict[str, Any], previous: list[dict[str, Any]]) -> dict[str, Any]:

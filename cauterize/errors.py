@@ -3,7 +3,9 @@
     CauterizeError
     ├── InputError                 bad input: exit 2, one line, no traceback
     │   ├── RunbookError           the runbook file is missing, malformed or invalid
-    │   └── KeySourceError         a key source reference cannot be read
+    │   ├── KeySourceError         a key source reference cannot be read
+    │   └── IncidentDirError       an incident directory or file cauterize did not make: a link, another
+    │                              user's, or writable by others (refused, never followed)
     ├── ProviderError              a provider API call failed
     │   ├── AdminAuthError         the admin credential was rejected (401/403)
     │   │   └── MissingPermission  it is valid but lacks a scope/permission this call needs (403)
@@ -64,6 +66,10 @@ class RunbookError(InputError):
 
 class KeySourceError(InputError):
     remediation = "Key sources are env:VAR, file:PATH or stdin: (never the key itself)."
+
+
+class IncidentDirError(InputError):
+    remediation = "Make the incident directory private to this user (chmod 700, chown to this user) and rerun."
 
 
 class ProviderError(CauterizeError):

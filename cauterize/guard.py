@@ -125,15 +125,45 @@ def add_leaked_fingerprint(fingerprint: str, path: Path | None = None) -> bool:
     if not FINGERPRINT.fullmatch(fingerprint):  # never echo it: it might be a key pasted by mistake
         raise InputError("not a fingerprint: the leaked list takes sha256: + 16 hex digits, never a key")
     target = path or leaked_list_path()
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):  # a link planted there is never written through
+        from cauterize.errors import IncidentDirError
+
+        raise IncidentDirError(f"the leaked-fingerprint list {target} is not a regular file (a link?)",
+                               remediation=f"Remove {shlex.quote(str(target))} (cauterize did not make it) and rerun.")
     if fingerprint in load_leaked(target):
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    existing = target.read_text(encoding="utf-8") if target.exists() else (
+    existing = _read_nofollow(target) if info is not None else (
         "# Fingerprints of leaked keys (sha256: + 16 hex digits of SHA-256), one a line; never a key.\n"
     )
     separator = "" if not existing or existing.endswith("\n") else "\n"
-    target.write_text(f"{existing}{separator}{fingerprint}\n", encoding="utf-8")
+    _replace(target, f"{existing}{separator}{fingerprint}\n", mode=stat.S_IMODE(info.st_mode) if info else 0o600)
     return True
+
+
+def _read_nofollow(path: Path) -> str:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _replace(target: Path, text: str, *, mode: int) -> None:
+    """Write ``target`` through a temp file (``O_EXCL|O_NOFOLLOW``) renamed over it: atomic, and a
+    link that appears at ``target`` meanwhile is replaced, not followed."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # ---- scanning -------------------------------------------------------------------------------------

@@ -5,12 +5,24 @@ of the old and new key, the provider identity, every step with its status and ti
 purge results, evidence and action items. It is rewritten atomically (temp file + rename, 0600 in a
 0700 directory) after every change, and refused if it would hold a live secret in any encoding.
 The post-mortem is rendered from it alone; a rerun resumes from it.
+
+Nothing on disk is trusted that cauterize did not write: the report directory, each incident
+directory and its ``.work/`` are made 0700 and, when they exist already, checked (a real directory,
+this user's, writable by nobody else); files are created through a temp file (``O_EXCL|O_NOFOLLOW``)
+renamed over a target that is not a link, and read with ``O_NOFOLLOW``. Anything else is refused
+with ``IncidentDirError`` (exit 2) and the one command that fixes it. Incident ids end in a random
+part, so nobody can predict one and plant its directory in advance.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
+import shlex
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from cauterize.errors import CauterizeError, InputError
+from cauterize.errors import CauterizeError, IncidentDirError, InputError
 from cauterize.secret import assert_clean
 
 STEPS = ("intake", "revoke", "rotate", "redeploy", "locate", "purge", "evidence", "report")
@@ -31,6 +43,10 @@ Status = Literal["pending", "running", "ok", "failed", "skipped", "blocked", "wa
 #: the statuses that count as done: an incident is complete when every step has one of them
 DONE = ("ok", "skipped")
 RECORD_NAME = "incident.json"
+#: a step's scratch (mirror clones, filter-repo's replacement expressions): may hold the key in clear
+WORK_NAME = ".work"
+#: bytes of randomness at the end of an incident id (8 hex digits)
+ID_RANDOM_BYTES = 4
 
 
 def utcnow() -> datetime:
@@ -136,20 +152,39 @@ class IncidentStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        if os.path.lexists(self.root):  # an existing report directory is checked before anything in it is read
+            _private_dir(self.root)
 
     def new_id(self, runbook: str, fingerprint: str, now: datetime | None = None) -> str:
+        """``<UTC stamp>-<runbook>-<fingerprint8>-<random8>``: sorted by time, readable, and not
+        predictable from the key and the time. The id is stored in the record and read from there
+        (the mint's name is derived from it), so a resumed run keeps it."""
         stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%SZ")
-        return f"{stamp}-{runbook}-{fingerprint.removeprefix('sha256:')[:8]}"
+        return f"{stamp}-{runbook}-{fingerprint.removeprefix('sha256:')[:8]}-{secrets.token_hex(ID_RANDOM_BYTES)}"
 
     def directory(self, incident_id: str) -> Path:
         return self.root / incident_id
 
     def create(self, incident: Incident) -> Path:
-        path = self.directory(incident.id)
+        """Make the incident's directory (0700, new: one of that name is never reused) and write
+        the first record. A name already taken, which only a planted directory can be, gets a fresh
+        random part (the record says so); three in a row are refused."""
         _private_dir(self.root)
-        _private_dir(path)
-        save(incident, path)
-        return path
+        for _ in range(3):
+            path = self.directory(incident.id)
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                incident.log(None, f"{incident.id} existed already (cauterize did not make it): a new id was drawn")
+                incident.id = f"{incident.id.rsplit('-', 1)[0]}-{secrets.token_hex(ID_RANDOM_BYTES)}"
+                continue
+            _private_dir(path)
+            save(incident, path)
+            return path
+        raise IncidentDirError(
+            f"{self.root}: three fresh incident ids in a row were taken already: someone is creating them",
+            remediation=f"Find who writes into {self.root} (it must be private to this user) and rerun.",
+        )
 
     def find_open(self, runbook: str, fingerprint: str) -> Path | None:
         """The newest unfinished incident of this runbook and key, to resume after a crash."""
@@ -161,6 +196,8 @@ class IncidentStore:
                 continue
             try:
                 incident = load(path)
+            except IncidentDirError:
+                raise  # a record cauterize did not write: refused, never skipped for a fresh incident
             except CauterizeError:
                 continue
             if incident.runbook == runbook and incident.old_key.fingerprint == fingerprint and not incident.complete:
@@ -184,7 +221,7 @@ def acquire_lock(incident_dir: Path) -> None:
 
     path = Path(incident_dir) / LOCK_NAME
     try:
-        owner = _json.loads(path.read_text())
+        owner = _json.loads(read_private(path))
     except (FileNotFoundError, ValueError):
         owner = None
     if owner and owner.get("pid") != os.getpid() and _alive(owner.get("pid")):
@@ -192,8 +229,9 @@ def acquire_lock(incident_dir: Path) -> None:
             f"incident {Path(incident_dir).name} is being handled by process {owner['pid']} "
             f"(started {owner.get('started_at')})"
         )
-    path.write_text(_json.dumps({"pid": os.getpid(), "started_at": utcnow().isoformat()}))
-    os.chmod(path, 0o600)
+    write_private(path, _json.dumps({"pid": os.getpid(), "started_at": utcnow().isoformat()}), what="the incident lock")
+    if not owner or owner.get("pid") != os.getpid():
+        clear_work(incident_dir)  # what a crashed run left in .work/ (a mirror, filter-repo's expressions)
     atexit.register(release_lock, Path(incident_dir))
 
 
@@ -202,9 +240,9 @@ def release_lock(incident_dir: Path) -> None:
 
     path = Path(incident_dir) / LOCK_NAME
     try:
-        if _json.loads(path.read_text()).get("pid") == os.getpid():
+        if _json.loads(read_private(path)).get("pid") == os.getpid():
             path.unlink()
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError, IncidentDirError):
         pass
 
 
@@ -224,9 +262,13 @@ def _alive(pid: object) -> bool:
 
 
 def load(incident_dir: Path) -> Incident:
-    record = Path(incident_dir) / RECORD_NAME
+    """The record, read only if cauterize could have written it: the incident directory and
+    ``incident.json`` are real (no link), this user's and writable by nobody else."""
+    directory = Path(incident_dir)
+    record = directory / RECORD_NAME
     try:
-        return Incident.model_validate_json(record.read_bytes())
+        _check(directory, os.lstat(directory), directory=True)
+        return Incident.model_validate_json(read_private(record))
     except FileNotFoundError:
         raise InputError(f"incident {incident_dir}: no {RECORD_NAME} there") from None
     except ValueError as exc:
@@ -237,16 +279,26 @@ def save(incident: Incident, incident_dir: Path) -> None:
     incident.updated_at = utcnow()
     data = json.dumps(incident.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
     write_private(Path(incident_dir) / RECORD_NAME, data, what="the incident record")
+    if incident.complete:
+        clear_work(incident_dir)  # no step runs any more: no scratch may outlive the response
 
 
-def write_private(path: Path, data: str, *, what: str) -> None:
-    """Atomic write of a file cauterize owns: refused if it holds a live secret; 0600 in 0700."""
+def write_private(path: Path, data: str | bytes, *, what: str) -> None:
+    """Atomic write of a file cauterize owns: refused if it holds a live secret; 0600 in 0700.
+
+    The temp file is created with ``O_EXCL|O_NOFOLLOW`` (``mkstemp``) and renamed over the target,
+    which must not exist as anything cauterize did not write (a link, another user's file)."""
     assert_clean(data, what)
+    path = Path(path)
     _private_dir(path.parent)
+    try:
+        _check(path, os.lstat(path), directory=False)
+    except FileNotFoundError:
+        pass
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -255,8 +307,103 @@ def write_private(path: Path, data: str, *, what: str) -> None:
         raise
 
 
+def append_private(path: Path, text: str, *, what: str) -> None:
+    """Append to a file cauterize owns (created 0600, opened with ``O_NOFOLLOW``); refused if the
+    text holds a live secret or the file is not one cauterize wrote."""
+    assert_clean(text, what)
+    path = Path(path)
+    _private_dir(path.parent)
+    fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        _check(path, os.fstat(handle.fileno()), directory=False)
+        handle.write(text)
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a file cauterize wrote, opened with ``O_NOFOLLOW``: a link, a file that is not
+    regular, another user's, or one others may write is refused (``IncidentDirError``)."""
+    path = Path(path)
+    with os.fdopen(_open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        _check(path, os.fstat(handle.fileno()), directory=False)
+        return handle.read()
+
+
+def work_dir(incident_dir: Path) -> Path:
+    """The incident's ``.work/`` (0700, checked like the incident directory), for step scratch."""
+    work = Path(incident_dir) / WORK_NAME
+    _private_dir(work)
+    return work
+
+
+def clear_work(incident_dir: Path) -> None:
+    """Remove ``.work/`` and everything in it (scratch may hold the key in clear), without following
+    a link anywhere in it. Called when an incident's lock is taken (a crashed run's leftovers) and
+    when it completes."""
+    work = Path(incident_dir) / WORK_NAME
+    try:
+        _check(work, os.lstat(work), directory=True)
+    except FileNotFoundError:
+        return
+    try:
+        shutil.rmtree(work)
+    except OSError as exc:
+        raise IncidentDirError(
+            f"{work} (scratch that may hold the key) could not be removed: {exc.strerror or type(exc).__name__}",
+            remediation=f"rm -rf {shlex.quote(str(work))}",
+        ) from None
+
+
 def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """``path`` as a directory nobody else may change: made 0700 if missing (missing parents too),
+    else checked (``_check``). Parents that exist are the user's path and are not checked."""
+    path = Path(path)
+    missing, ancestor = [], path
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+    _check(path, os.lstat(path), directory=True)
+
+
+def _open_nofollow(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            _check(path, os.lstat(path), directory=False)  # names the link and how to fix it
+        raise
+
+
+def _check(path: Path, info: os.stat_result, *, directory: bool) -> None:
+    """Refuse (``IncidentDirError``, one line and the command that fixes it) what cauterize could not
+    have written: a symbolic link, the wrong kind of file, another user's, writable by group or others."""
+    kind = "directory" if directory else "file"
+    quoted = shlex.quote(str(path))
+    if stat.S_ISLNK(info.st_mode):
+        raise IncidentDirError(
+            f"{path} is a symbolic link: cauterize never follows a link in its incident {kind}s",
+            remediation=f"cauterize did not make it: see where it points (ls -l {quoted}), remove it and rerun",
+        )
+    if not (stat.S_ISDIR(info.st_mode) if directory else stat.S_ISREG(info.st_mode)):
+        raise IncidentDirError(
+            f"{path} is not a {'directory' if directory else 'regular file'}",
+            remediation=f"cauterize did not make it: move it aside (mv {quoted} {quoted}.suspect) and rerun",
+        )
+    if info.st_uid != os.geteuid():
+        raise IncidentDirError(
+            f"{path} is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})",
+            remediation=f"chown {os.geteuid()} {quoted} if it is yours, else move it aside and rerun",
+        )
+    if info.st_mode & 0o022:
+        who = "its group and others" if info.st_mode & 0o022 == 0o022 else ("others" if info.st_mode & 0o002 else "its group")
+        raise IncidentDirError(
+            f"{path} may be written by {who}: cauterize keeps its incident {kind}s private",
+            remediation=f"chmod {'700' if directory else '600'} {quoted}",
+        )
 
 
 @contextmanager

@@ -47,6 +47,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cauterize import faults
 from cauterize.errors import GitError, PurgeError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding
@@ -235,6 +236,7 @@ def _rewrite(mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str]
     expressions = private / "replacements.txt"
     try:
         _write_private(expressions, b"".join(b"literal:%s==>%s\n" % (form, replacement) for _, form in matcher.forms))
+        faults.point("purge-expressions")  # the crash tests: killed while the key is on disk in clear
         argv: list[str | os.PathLike[str]] = [
             *filter_repo_command(), "--sensitive-data-removal", "--replace-text", expressions,
             "--replace-message", expressions, "--no-gc",
@@ -250,8 +252,8 @@ def _rewrite(mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str]
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` readable by this user only (0600); refuse to reuse an existing file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create ``path`` readable by this user only (0600); refuse to reuse an existing file or a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from cauterize import incident as incidents
-from cauterize.incident import Incident, write_private
+from cauterize.incident import Incident, read_private, write_private
 from cauterize.scopes import CarriedScopes
-from cauterize.secret import assert_clean
 
 LESSONS = "lessons.md"
 CHART = "usage.png"
@@ -102,7 +100,7 @@ def duration(start: datetime | str | None, end: datetime | str | None) -> str:
 def ensure_lessons(incident: Incident, incident_dir: Path) -> Path:
     """``lessons.md`` in the incident directory, created with prompts if it is not there yet."""
     path = Path(incident_dir) / LESSONS
-    if not path.exists():
+    if not os.path.lexists(path):  # a link planted there is refused when it is read, never written through
         prompts = environment().get_template("lessons.md.j2").render(incident=incident)
         write_private(path, prompts, what="the lessons-learned file")
     return path
@@ -112,9 +110,9 @@ def lessons_of(incident_dir: Path | None) -> tuple[str, bool]:
     """(the sidecar's Markdown without its title and prompts, headings demoted under the report's
     section; whether people wrote anything in it yet)."""
     path = Path(incident_dir) / LESSONS if incident_dir else None
-    if path is None or not path.is_file():
+    if path is None or not os.path.lexists(path):
         return "", False
-    text = re.sub(r"<!--.*?-->", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    text = re.sub(r"<!--.*?-->", "", read_private(path).decode("utf-8", errors="replace"), flags=re.DOTALL)
     lines = [line for line in text.splitlines() if not re.match(r"#\s", line)]  # the file's own title
     written = any(line.strip() and not line.lstrip().startswith("#") for line in lines)
     out = []
@@ -149,22 +147,6 @@ def chart_png(incident: Incident) -> tuple[bytes | None, str | None]:
         return None, "matplotlib is not installed"
     except (ValueError, KeyError, TypeError) as exc:  # a record from an older or partial evidence step
         return None, f"the evidence in the record cannot be drawn ({type(exc).__name__})"
-
-
-def _write_bytes(path: Path, data: bytes, *, what: str) -> None:
-    """``write_private`` for binary files: refused if it holds a live secret; atomic, 0600 in 0700."""
-    assert_clean(data, what)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- the facts of each section ----------------------------------------------------------------------
@@ -402,7 +384,7 @@ def write_reports(incident: Incident, incident_dir: Path) -> dict[str, str]:
     paths = {"lessons": str(ensure_lessons(incident, directory))}
     chart, _ = chart_png(incident)
     if chart is not None:
-        _write_bytes(directory / CHART, chart, what="the usage chart")
+        write_private(directory / CHART, chart, what="the usage chart")
         paths["chart"] = str(directory / CHART)
     for fmt in ("md", "html"):
         path = directory / f"postmortem.{fmt}"

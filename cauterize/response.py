@@ -136,9 +136,7 @@ class Context:
     @contextmanager
     def scratch(self) -> Iterator[Path]:
         """A private working directory for one step (mirror clones...), removed afterwards."""
-        base = self.directory / ".work"
-        base.mkdir(mode=0o700, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=base))
+        path = Path(tempfile.mkdtemp(dir=records.work_dir(self.directory)))
         try:
             yield path
         finally:
@@ -627,9 +625,7 @@ def scan_source(incident_dir: str | Path, source: dict) -> dict:
     loaded = load_runbook(incident.runbook_path)
     key = KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir)
     result = {"source": source, "findings": [], "errors": [], "actions": [], "failed": None}
-    work = directory / ".work"
-    work.mkdir(mode=0o700, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=work))
+    scratch = Path(tempfile.mkdtemp(dir=records.work_dir(directory)))
     try:
         found = search(source["kind"], source["target"], key, workdir=scratch)
         result.update(findings=[f.to_dict() for f in found.findings], errors=found.errors, actions=found.actions)

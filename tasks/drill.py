@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cauterize import drill
+from cauterize import incident as records
 from cauterize.errors import InputError
 
 
@@ -35,7 +36,7 @@ def record_drill(incident_dir: str, verification: dict) -> dict:
     """Measures, history line, regression flag, ``drill.md`` and its artifact."""
     summary = drill.finish(incident_dir, verification)
     create_markdown_artifact(
-        markdown=(Path(incident_dir) / drill.REPORT).read_text(encoding="utf-8"),
+        markdown=records.read_private(Path(incident_dir) / drill.REPORT).decode("utf-8"),
         key=artifact_key("drill", summary["runbook"]),
         description=f"Rotation drill {Path(incident_dir).name}",
     )

@@ -33,7 +33,7 @@ def render_report(incident_dir: str) -> dict:
     written = dict(paths)
     result = directory / drill.RESULT
     if incident.mode == "drill" and result.is_file():
-        summary = json.loads(result.read_text(encoding="utf-8"))
+        summary = json.loads(records.read_private(result))
         previous = [e for e in drill.read_history(directory.parent, incident.runbook) if str(e.get("at", "")) < summary["at"]]
         records.write_private(directory / drill.REPORT, drill.render_markdown(summary, previous), what="the drill report")
         written["drill"] = str(directory / drill.REPORT)

@@ -68,9 +68,8 @@ def publish_report(incident_dir: str) -> None:
     incident = records.load(incident_dir)
     path = incident.report.get("md")
     if path:
-        with open(path, encoding="utf-8") as handle:
-            create_markdown_artifact(
-                markdown=handle.read(),
-                key=f"postmortem-{incident.runbook}".replace("_", "-").replace(".", "-").lower(),
-                description=f"Post-mortem of incident {incident.id}",
-            )
+        create_markdown_artifact(
+            markdown=records.read_private(path).decode("utf-8"),  # never through a link planted there
+            key=f"postmortem-{incident.runbook}".replace("_", "-").replace(".", "-").lower(),
+            description=f"Post-mortem of incident {incident.id}",
+        )
