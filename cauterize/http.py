@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from cauterize import interrupts
 from cauterize.errors import ProviderUnavailable, RateLimited
 
 # httpx logs every request URL at INFO; URLs can carry identifiers we do not want in logs.
@@ -100,9 +101,11 @@ def send(
     sleep: Callable[[float], None] = time.sleep,
     **kwargs,
 ) -> httpx.Response:
-    """Send a request with bounded retries. ``what`` names the call in errors (no secrets)."""
+    """Send a request with bounded retries. ``what`` names the call in errors (no secrets). No
+    attempt starts after SIGINT/SIGTERM (``interrupts``), in any thread."""
     wait = policy.backoff
     for attempt in range(1, policy.attempts + 1):
+        interrupts.check()
         last = attempt == policy.attempts
         try:
             response = client.request(method, url, **kwargs)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from cauterize import interrupts
 from cauterize.errors import CauterizeError, IncidentDirError, InputError
 from cauterize.secret import assert_clean
 
@@ -409,8 +410,9 @@ def _check(path: Path, info: os.stat_result, *, directory: bool) -> None:
 @contextmanager
 def step(incident: Incident, incident_dir: Path, name: str) -> Iterator[StepRecord]:
     """Run one step: ``running`` on entry, ``ok`` on exit unless the body chose another status;
-    ``failed`` (or ``waiting`` for a manual step) with the error's one line and remediation on error.
-    The record is saved at every transition."""
+    ``failed`` (or ``waiting`` for a manual step) with the error's one line and remediation on error;
+    ``interrupted`` when a signal stops it (a rerun runs it again). The record is saved at every
+    transition."""
     from cauterize.errors import ManualStepRequired
 
     record = incident.steps[name]
@@ -438,6 +440,15 @@ def step(incident: Incident, incident_dir: Path, name: str) -> Iterator[StepReco
         record.remediation = "This is a bug in cauterize; the record shows which steps are done. Rerun to resume."
         incident.log(name, f"failed: internal error {type(exc).__name__}")
         raise
+    except BaseException as exc:  # SIGINT/SIGTERM (interrupts.Interrupted), an orchestrator's cancellation
+        if isinstance(exc, GeneratorExit):
+            raise
+        record.status = "interrupted"
+        record.error = f"interrupted by {_signal_of(exc)}"
+        record.remediation = f"{resume_hint(incident)} to resume"
+        incident.log(name, record.error)
+        interrupts.stopped_in(name)
+        raise
     else:
         if record.status == "running":
             record.status = "ok"
@@ -445,3 +456,19 @@ def step(incident: Incident, incident_dir: Path, name: str) -> Iterator[StepReco
     finally:
         record.ended_at = utcnow()
         save(incident, incident_dir)
+
+
+def resume_hint(incident: Incident) -> str:
+    """The command that resumes this incident, as an instruction."""
+    if incident.mode == "demo":
+        return "rerun `cauterize demo` (a new sandbox world)"
+    if incident.mode == "drill":
+        return "rerun the drill"
+    return f"rerun `cauterize respond {incident.runbook_path}`"
+
+
+def _signal_of(exc: BaseException) -> str:
+    signum = getattr(exc, "signum", None) or getattr(exc, "signal", None) or interrupts.received()
+    if signum is None and isinstance(exc, KeyboardInterrupt):
+        signum = 2  # SIGINT: Python's own Ctrl-C
+    return interrupts.signal_name(signum)

@@ -47,7 +47,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cauterize import faults
+from cauterize import faults, interrupts
 from cauterize.errors import GitError, PurgeError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding
@@ -374,6 +374,7 @@ def _push(mirror: Path, url: str, before: dict, after: dict, result: PurgeResult
         batch = refs[start:start + PUSH_BATCH]
         leases = [f"--force-with-lease={ref}:{before.get(ref, '')}" for ref in batch]
         specs = [f"{after[ref]}:{ref}" if ref in after else f":{ref}" for ref in batch]
+        interrupts.check()  # never a push after SIGINT/SIGTERM (spawn refuses too, at the exec)
         done = git(mirror, "push", "--porcelain", "--no-verify", *leases, url, *specs, verb="git push", repo=label,
                    check=False)
         statuses = _porcelain(done.stdout.decode("utf-8", "replace"))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from cauterize import faults
+from cauterize import faults, interrupts
 from cauterize import incident as records
 from cauterize.errors import (
     CauterizeError,
@@ -228,7 +228,9 @@ def run_step(
 ) -> dict:
     """Run one step on the incident and return its public summary (no secret in it).
 
-    Raises the step's error after recording it, so an orchestrator sees the failure too."""
+    Raises the step's error after recording it, so an orchestrator sees the failure too; after a
+    signal (``interrupts``) no step starts."""
+    interrupts.check()
     directory = Path(incident_dir)
     incident = records.load(directory)
     record = incident.steps[name]
@@ -455,6 +457,7 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
         _unmint(ctx, provider, minted.identity)  # never leave a minted key that no store holds
         ctx.incident.new_key = None
         raise
+    faults.point("primary-store")
     ctx.incident.pending_mint = None
     ctx.save()
     _confirm_new_key(ctx, provider, minted.secret)
@@ -583,6 +586,8 @@ def redeploy(ctx: Context, rec: StepRecord) -> None:
             elif check is None or check.fingerprint != new.fingerprint:
                 raise StoreError(f"{store.describe()}: read-back does not hold the new key")
             written.append({"store": write.store, "fingerprint": new.fingerprint, "version": write.version})
+            if len(done) == 1:
+                faults.point("first-store")
     except CauterizeError:
         for write in reversed(done):
             if write.undo is not None:
@@ -619,7 +624,8 @@ def scan_source(incident_dir: str | Path, source: dict) -> dict:
     Returns ``{"source", "findings", "errors", "actions", "failed"}``: ``errors`` are what could not
     be read (expired logs, unreadable files), ``actions`` what to do beyond the findings (a public
     bucket), ``failed`` the one-line reason the source as a whole could not be searched. Never raises
-    a CauterizeError, so one bad source does not stop the others."""
+    a CauterizeError, so one bad source does not stop the others (an interrupt stops them all)."""
+    interrupts.check()
     directory = Path(incident_dir)
     incident = records.load(directory)
     loaded = load_runbook(incident.runbook_path)

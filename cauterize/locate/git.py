@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from cauterize import interrupts
 from cauterize.errors import GitError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding, iso_utc
@@ -204,23 +205,26 @@ def _cat_file(git_dir: Path, ids: list[bytes], repo: str) -> Iterator[subprocess
     with tempfile.TemporaryFile() as listing, tempfile.TemporaryFile() as errors:
         listing.write(b"\n".join(ids) + b"\n")
         listing.seek(0)
-        proc = subprocess.Popen(git_argv(git_dir, "cat-file", "--batch", "--buffer"), stdin=listing,
+        proc = interrupts.spawn(git_argv(git_dir, "cat-file", "--batch", "--buffer"), stdin=listing,
                                 stdout=subprocess.PIPE, stderr=errors, env=child_env(), bufsize=0)
         with suppress(OSError, AttributeError):  # Linux only; the default 64 KiB pipe works too
             fcntl.fcntl(proc.stdout, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         try:
             yield proc
         except BaseException as exc:
-            proc.kill()
+            interrupts.kill_group(proc)
             proc.stdout.close()
             proc.wait()
+            interrupts.release(proc)
             errors.seek(0)
             said = errors.read()
             if isinstance(exc, GitError) and said.strip():  # a stream cut short: git's own reason is better
                 raise GitError(f"git cat-file of {repo} failed: {first_line(said)}") from exc
             raise
         proc.stdout.close()
-        if proc.wait() != 0:
+        returncode = proc.wait()
+        interrupts.release(proc)
+        if returncode != 0:
             errors.seek(0)
             raise GitError(f"git cat-file of {repo} failed: {first_line(errors.read())}")
 

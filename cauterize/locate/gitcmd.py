@@ -5,7 +5,8 @@ Every child runs without a shell, with ``GIT_TERMINAL_PROMPT=0`` (never wait for
 becomes a ``GitError`` (or the error class the caller names) whose one-line message names the
 command's verb and the repository, plus the first line git printed on stderr, with credentials in
 URLs and any key form redacted. Key values never go on a command line: callers pass them through
-files or stdin.
+files or stdin. Children run in a session of their own, registered with ``interrupts``: a
+signal ends them and whatever they started (git-filter-repo's git fast-export and fast-import).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from cauterize import interrupts
 from cauterize.errors import CauterizeError, GitError
 from cauterize.secret import safe_environ, scrub
 
@@ -80,10 +82,7 @@ def run(
     repo, with the first ``message_lines`` lines of its stderr joined on one line."""
     args = [os.fspath(arg) for arg in argv]
     try:
-        done = subprocess.run(
-            args, cwd=cwd, input=input, capture_output=True, env=child_env(), check=False,
-            stdin=None if input is not None else subprocess.DEVNULL,
-        )
+        done = interrupts.run(args, cwd=cwd, input=input, env=child_env())
     except OSError as exc:
         raise error(f"{verb} of {repo} could not start: {exc.strerror or type(exc).__name__}") from None
     if check and done.returncode != 0:
@@ -104,17 +103,18 @@ def git(git_dir: Path, *args: str, verb: str, repo: str, **kwargs) -> subprocess
 def lines(git_dir: Path, *args: str, verb: str, repo: str) -> Iterator[bytes]:
     """Stream the stdout lines of a git command that may print millions of them (e.g. ``rev-list --all``)."""
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(git_argv(git_dir, *args), stdout=subprocess.PIPE, stderr=errors,
+        proc = interrupts.spawn(git_argv(git_dir, *args), stdout=subprocess.PIPE, stderr=errors,
                                 stdin=subprocess.DEVNULL, env=child_env())
         try:
             for line in proc.stdout:
                 yield line.rstrip(b"\n")
         except BaseException:  # the consumer stopped early (or failed): do not leave git running
-            proc.kill()
+            interrupts.kill_group(proc)
             raise
         finally:
             proc.stdout.close()
             returncode = proc.wait()
+            interrupts.release(proc)
         if returncode != 0:
             errors.seek(0)
             raise GitError(f"{verb} of {repo} failed: {first_line(errors.read())}")
