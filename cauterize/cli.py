@@ -1,9 +1,10 @@
 """The ``cauterize`` command line (DESIGN.md section 4).
 
 One ``main()`` maps errors to exit codes: 0 done, 1 internal error, 2 invalid input, 3 incomplete,
-4 the old key still live. Errors print one line with the remediation hint and no traceback
-(``CAUTERIZE_DEBUG=1`` shows it). ``--json`` prints one document on stdout; progress goes to
-stderr. Heavy imports (Prefect above all) happen inside the commands that need them.
+4 the old key still live, 130 interrupted (SIGINT/SIGTERM: ``interrupts``). Errors print one line
+with the remediation hint and no traceback (``CAUTERIZE_DEBUG=1`` shows it). ``--json`` prints one
+document on stdout; progress goes to stderr. Heavy imports (Prefect above all) happen inside the
+commands that need them.
 """
 
 from __future__ import annotations
@@ -462,19 +463,22 @@ def _click_exceptions():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and map every outcome to an exit code; never print a traceback unless asked."""
+    """Run the CLI and map every outcome to an exit code; never print a traceback unless asked.
+    After SIGINT/SIGTERM (``interrupts``) whatever the interrupt broke on its way out is 130 and
+    one line saying how to resume."""
+    from cauterize import interrupts
+
     debug = os.environ.get("CAUTERIZE_DEBUG") == "1"
     os.umask(0o077)  # every file cauterize (or Prefect, or git under it) creates is private
     click = _click_exceptions()
+    message = None
     try:
         result = app(args=argv, prog_name="cauterize", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except typer.Abort:
-        typer.echo("cauterize: aborted, nothing was done", err=True)
-        code = 2
+        message, code = "aborted, nothing was done", 2
     except click.ClickException as exc:
-        typer.echo(f"cauterize: {exc.format_message()}", err=True)
-        code = 2
+        message, code = exc.format_message(), 2
     except typer.Exit as exc:
         code = exc.exit_code
     except CauterizeError as exc:
@@ -482,21 +486,44 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from cauterize.secret import scrub
 
-        typer.echo(f"cauterize: {scrub(exc.one_line())}", err=True)
-        code = exc.exit_code
+        message, code = scrub(exc.one_line()), exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("cauterize: interrupted; the incident record says which steps are done", err=True)
-        code = 130
+        message, code = "interrupted; the incident record says which steps are done", interrupts.EXIT_CODE
     except Exception as exc:  # the last boundary: no traceback (locals may hold secrets)
         if debug:
             raise
-        typer.echo(f"cauterize: internal error ({type(exc).__name__}); rerun with CAUTERIZE_DEBUG=1 for details", err=True)
-        code = 1
+        message, code = f"internal error ({type(exc).__name__}); rerun with CAUTERIZE_DEBUG=1 for details", 1
+    if interrupts.received() is not None:
+        interrupts.say()
+        return interrupts.EXIT_CODE
+    if message:
+        typer.echo(f"cauterize: {message}", err=True)
     return code
 
 
+#: The long-running commands: the first SIGINT or SIGTERM stops them within seconds (exit 130), the
+#: second at once; what to do next, for the one line they print then.
+INTERRUPTIBLE = {
+    "respond": "rerun `{command}` to resume",
+    "demo": "rerun `{command}` for a new sandbox world",
+    "drill": "rerun `{command}` to drill again",
+    "purge": "nothing more was pushed; rerun `{command}` to purge again",
+    "revoke": "rerun `{command}` to revoke and confirm again",
+}
+
+
 def entry() -> None:
-    sys.exit(main())
+    import shlex
+
+    from cauterize import interrupts
+
+    args = sys.argv[1:]
+    if args and args[0] in INTERRUPTIBLE:
+        interrupts.install(INTERRUPTIBLE[args[0]].format(command=shlex.join(["cauterize", *args])))
+    code = main()
+    if interrupts.received() is not None:
+        interrupts.exit_now(code)  # every child gone; no atexit hooks (Prefect's would wait on its server)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

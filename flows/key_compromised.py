@@ -12,7 +12,7 @@ from cauterize.tasks.steps import locate_sources, open_incident, response_step, 
 from prefect import flow, unmapped
 
 from cauterize import incident as records
-from cauterize import response
+from cauterize import interrupts, response
 from cauterize.logs import install_filter
 
 
@@ -26,6 +26,7 @@ def key_compromised(
 ) -> dict:
     """Respond to a leaked key. Parameters are a runbook path and switches: never a key value."""
     install_filter("prefect", "cauterize")
+    interrupts.reclaim()  # SIGTERM stops the response as SIGINT does (Prefect took it for the run)
     incident_dir = open_incident(runbook, mode, dry_run, incidents_dir)
     announce(incident_dir, "start")
     for step in response.order_of(incident_dir):

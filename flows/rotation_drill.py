@@ -14,7 +14,7 @@ from cauterize.tasks.report import announce
 from cauterize.tasks.steps import response_step
 from prefect import flow
 
-from cauterize import response
+from cauterize import interrupts, response
 from cauterize.logs import install_filter
 
 
@@ -30,6 +30,7 @@ def rotation_drill(
     Parameters are paths and switches: never a key value. Returns the drill summary (seconds,
     verification, regression flag, exit code)."""
     install_filter("prefect", "cauterize")
+    interrupts.reclaim()  # SIGTERM stops the drill as SIGINT does (Prefect took it for the run)
     with drill_target(runbook, sandbox, workdir, incidents_dir) as (path, is_sandbox, incidents):
         incident_dir = open_drill(path, is_sandbox, incidents)
         announce(incident_dir, "start")

@@ -19,6 +19,8 @@ def configure_prefect(home: Path | None = None) -> None:
     """Apply the defaults (an explicit setting in the environment wins), and a private
     ``PREFECT_HOME`` when given. Must run before the first ``import prefect``."""
     os.umask(0o077)  # every file this run creates (Prefect's database included) is private
+    if not os.environ.get("PREFECT_API_URL", "x").strip():
+        del os.environ["PREFECT_API_URL"]  # set but empty: no server (Prefect's event client fails on "")
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     if home is not None:
@@ -47,10 +49,32 @@ def task_runner(concurrency: int):
     return ThreadPoolTaskRunner(max_workers=concurrency)
 
 
+def start_ephemeral_server() -> None:
+    """Without ``PREFECT_API_URL``, start Prefect's ephemeral server now (it would start at the first
+    API call) with SIGINT blocked in it: a terminal's Ctrl-C then reaches this process only, which
+    stops cleanly and kills the server at the end (``interrupts``). Left to itself the server would
+    shut down too, logging a screenful of errors as its services stop. The same server object is
+    the one Prefect's client uses afterwards (one per process)."""
+    import signal
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # inherited by the child
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def run_flow(runbook: str, *, dry_run: bool = False, mode: str = "respond", incidents_dir: str | None = None,
              prefect_home: Path | None = None):
     """Run ``key-compromised`` and return (incident, incident_dir)."""
     configure_prefect(prefect_home)
+    start_ephemeral_server()
     from cauterize.flows.key_compromised import key_compromised
 
     from cauterize import incident as records
