@@ -95,9 +95,9 @@ def drill(
         from cauterize.cli import _ask_for_key
 
         response.set_manual_input(_ask_for_key)
-    from cauterize.flows.rotation_drill import rotation_drill
+    from cauterize.flows.runner import run_drill
 
-    summary = rotation_drill(**params)
+    summary = run_drill(**params)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     else:

@@ -1,13 +1,15 @@
 """The key-compromised flow: the response steps in the runbook's order (DESIGN.md section 2).
 
 It only orchestrates: each step is a task bound to the core, a failed step is recorded and the
-steps that do not need it still run; the record decides the outcome.
+steps that do not need it still run; the record decides the outcome, and the run's state says it
+(Failed, naming the steps not done, when the response is incomplete: ``tasks/states.py``).
 """
 
 from __future__ import annotations
 
 from cauterize.flows.key_compromised_pause import PAUSE_TIMEOUT_S, settle
 from cauterize.tasks.report import announce
+from cauterize.tasks.states import run_state, show_run_url
 from cauterize.tasks.steps import locate_sources, open_incident, response_step, scan_source, verify_outcome
 from prefect import flow, unmapped
 
@@ -27,6 +29,7 @@ def key_compromised(
     """Respond to a leaked key. Parameters are a runbook path and switches: never a key value."""
     install_filter("prefect", "cauterize")
     interrupts.reclaim()  # SIGTERM stops the response as SIGINT does (Prefect took it for the run)
+    show_run_url()
     incident_dir = open_incident(runbook, mode, dry_run, incidents_dir)
     announce(incident_dir, "start")
     for step in response.order_of(incident_dir):
@@ -45,8 +48,8 @@ def key_compromised(
     settle(incident_dir, timeout_s=pause_timeout_s)
     announce(incident_dir, "end")
     incident = records.load(incident_dir)
-    return {
+    return run_state(incident_dir, {
         "incident": incident_dir,
         "steps": {name: incident.steps[name].status for name in records.STEPS},
         "exit_code": incident.exit_code(),
-    }
+    })

@@ -63,7 +63,7 @@ def _start(runbook: Path, fingerprint: str | None, incidents_dir: str | None) ->
         LOGGER.info("key-watch: no key-compromised deployment; responding to %s in this run", runbook.name)
         outcome = key_compromised(runbook=str(runbook), mode="respond", incidents_dir=incidents_dir,
                                   return_state=True)
-        result = outcome.result(raise_on_failure=False) if outcome.is_completed() else None
+        result = outcome.result(raise_on_failure=False)  # Completed or Failed (incomplete): the same summary
         return {"runbook": str(runbook), "started": "subflow",
                 "incident": result.get("incident") if isinstance(result, dict) else None,
                 "exit_code": result.get("exit_code") if isinstance(result, dict) else 3}

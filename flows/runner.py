@@ -72,13 +72,25 @@ def start_ephemeral_server() -> None:
 
 def run_flow(runbook: str, *, dry_run: bool = False, mode: str = "respond", incidents_dir: str | None = None,
              prefect_home: Path | None = None):
-    """Run ``key-compromised`` and return (incident, incident_dir)."""
+    """Run ``key-compromised`` and return (incident, incident_dir), read from the record: the flow run
+    ends Failed when the response is incomplete, and its result is the same either way."""
     configure_prefect(prefect_home)
     start_ephemeral_server()
     from cauterize.flows.key_compromised import key_compromised
+    from cauterize.tasks.states import result_of
 
     from cauterize import incident as records
 
-    result = key_compromised(runbook=runbook, dry_run=dry_run, mode=mode, incidents_dir=incidents_dir)
-    directory = Path(result["incident"])
+    state = key_compromised(runbook=runbook, dry_run=dry_run, mode=mode, incidents_dir=incidents_dir,
+                            return_state=True)
+    directory = Path(result_of(state)["incident"])
     return records.load(directory), directory
+
+
+def run_drill(**parameters) -> dict:
+    """Run ``rotation-drill`` and return its summary (Completed or Failed: the same summary)."""
+    start_ephemeral_server()
+    from cauterize.flows.rotation_drill import rotation_drill
+    from cauterize.tasks.states import result_of
+
+    return result_of(rotation_drill(**parameters, return_state=True))

@@ -2,18 +2,19 @@
 
 Every task passes the incident directory (a path) and returns the step's public summary: no key
 value is a parameter or a result. Secret-bearing work happens inside the core step, so the tasks
-use no cache and no result persistence.
+use no cache and no result persistence. A step's task run ends in its step's state (``states.py``).
 """
 
 from __future__ import annotations
 
+from cauterize.tasks.states import step_state, waiting_state
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from cauterize import incident as records
 from cauterize import response
-from cauterize.errors import CauterizeError
+from cauterize.errors import CauterizeError, ManualStepRequired
 
 
 def _retry_when_retryable(task, task_run, state) -> bool:
@@ -36,14 +37,17 @@ def open_incident(runbook: str, mode: str, dry_run: bool, incidents_dir: str | N
     retry_condition_fn=_retry_when_retryable,
 )
 def response_step(step: str, incident_dir: str, results: list[dict] | None = None,
-                  push_approved: bool | None = None) -> dict:
+                  push_approved: bool | None = None):
     inputs: dict = {"results": results} if results is not None else {}
     if push_approved is not None:
         inputs["push_approved"] = push_approved
-    summary = response.run_step(step, incident_dir, **inputs)
+    try:
+        summary = response.run_step(step, incident_dir, **inputs)
+    except ManualStepRequired as exc:
+        return waiting_state(step, exc.message)
     if step == "report" and summary["status"] == "ok":
         publish_report(incident_dir)
-    return summary
+    return step_state(summary)
 
 
 @task(name="verify-outcome", cache_policy=NO_CACHE, persist_result=False)

@@ -28,7 +28,9 @@ RUN = textwrap.dedent("""
     from cauterize.flows.runner import configure_prefect
     configure_prefect()
     from cauterize.flows.key_compromised import key_compromised
-    print(json.dumps(key_compromised(runbook=sys.argv[1], pause_timeout_s=int(sys.argv[2]))))
+    from cauterize.tasks.states import result_of
+    state = key_compromised(runbook=sys.argv[1], pause_timeout_s=int(sys.argv[2]), return_state=True)
+    print(json.dumps({**result_of(state), "state": state.type.value, "message": state.message}))
 """)
 
 
@@ -89,6 +91,7 @@ def test_a_paused_anthropic_rotation_resumes_with_a_key_from_another_process(pre
     assert first.returncode == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
     assert result["exit_code"] == 3
+    assert result["state"] == "FAILED" and "rotate waiting" in result["message"], "Prefect says it is incomplete"
     assert result["steps"]["revoke"] == "ok" and result["steps"]["rotate"] == "waiting"
     assert result["steps"]["redeploy"] == "blocked" and result["steps"]["report"] == "ok"
     incident = result["incident"]
@@ -110,7 +113,7 @@ def test_a_paused_anthropic_rotation_resumes_with_a_key_from_another_process(pre
     assert second.returncode == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])
     assert result["incident"] == incident, "the rerun resumed the waiting incident"
-    assert result["exit_code"] == 0, result
+    assert result["exit_code"] == 0 and result["state"] == "COMPLETED", result
     assert DotenvStore(tmp_path / "app/.env", "ANTHROPIC_API_KEY").read().fingerprint == fingerprint_of(new_key)
     record = json.loads((tmp_path / incident / "incident.json").read_text())
     assert record["new_key"]["fingerprint"] == fingerprint_of(new_key)
