@@ -18,7 +18,8 @@ passes. tests/sandbox/test_openai_sdk_contract.py drives all of it with the offi
     client = httpx.Client(transport=httpx.MockTransport(emulator), base_url="https://api.openai.com/v1")
 
 ``cauterize.sandbox.server.serve(emulator)`` serves the same handler over a real socket. Every
-request is recorded in ``emulator.requests``; ``fail_next`` injects 429/5xx/401 answers. Key
+request is recorded in ``emulator.requests``; ``fail_next`` injects 429/5xx/401 answers and
+``stall_next`` holds answers back (a provider that hangs). Key
 values are generated at run time and shaped like real ones; none is ever a real key.
 """
 
@@ -30,6 +31,7 @@ import re
 import secrets
 import string
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -276,6 +278,9 @@ class OpenAIEmulator:
         self.admin_keys: dict[str, AdminKey] = {}
         self._order: dict[str, int] = {}  # id -> creation sequence, for `after` cursors
         self._faults: list[_Fault] = []
+        self._stalls: list[list] = []  # [method, path pattern, seconds, remaining]
+        #: paths of the requests ``stall_next`` is holding back (or held), in arrival order
+        self.stalled: list[str] = []
         self._lock = threading.RLock()
 
     # ---- seeding ---------------------------------------------------------------------------
@@ -433,6 +438,24 @@ class OpenAIEmulator:
         with self._lock:
             self._faults.append(_Fault(method.upper(), path_pattern, status, retry_after, count, message))
 
+    def stall_next(self, method: str, path_pattern: str, seconds: float, count: int = 1) -> None:
+        """Hold the next ``count`` matching requests for ``seconds`` before answering them (outside the
+        emulator's lock: other requests are answered meanwhile). Patterns as for ``fail_next``."""
+        with self._lock:
+            self._stalls.append([method.upper(), path_pattern, seconds, count])
+
+    def _stall(self, request: httpx.Request) -> None:
+        with self._lock:
+            for stall in self._stalls:
+                method, pattern, seconds, remaining = stall
+                if remaining > 0 and method in ("*", request.method) and self._path_matches(request.url.path, pattern):
+                    stall[3] -= 1
+                    self.stalled.append(request.url.path)
+                    break
+            else:
+                return
+        time.sleep(seconds)
+
     def calls(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
         """Recorded requests, filtered by method and path glob."""
         return [
@@ -444,6 +467,7 @@ class OpenAIEmulator:
     # ---- the handler -----------------------------------------------------------------------
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        self._stall(request)
         with self._lock:
             path = request.url.path
             recorded = RecordedRequest(
