@@ -98,13 +98,10 @@ def _stores(loaded: Any, result: Preflight) -> None:
 
     for index, config in enumerate(loaded.runbook.stores):
         try:
-            store = open_store(config, loaded)
-            where = store.describe()
-            missing, notes = readiness(store)
+            reasons, notes = readiness(open_store(config, loaded))  # each line names its store
         except CauterizeError as exc:
-            where, missing, notes = f"store {index} ({config.type})", [exc.one_line()], []
-        reasons = [f"{where}: {reason}" for reason in missing]
-        result.notes += [f"{where}: {note}" for note in notes]
+            reasons, notes = [f"store {index} ({config.type}): {exc.one_line()}"], []
+        result.notes += notes
         if index == 0:
             result.problems["rotate"] += reasons  # the mint is written to the primary store at once
         result.problems["redeploy"] += reasons
