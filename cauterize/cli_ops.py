@@ -5,7 +5,8 @@ inside the commands, after ``configure_prefect`` (no result persistence, no anal
 
     drill (RUNBOOK | --sandbox) [--workdir DIR] [--json]   the rotate-first path, measured
     serve [--runbook-dir DIR]                              the four deployments, from one process
-    webhook [--host H] [--port P] --runbook-dir DIR        GitHub secret-scanning alerts -> a response
+    webhook [--host H] [--port P] --runbook-dir DIR [--state-dir DIR] [--notify REF]
+                                                           GitHub secret-scanning alerts -> a response
 """
 
 from __future__ import annotations
@@ -153,14 +154,21 @@ def _api_url() -> str | None:
 
 def webhook(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (put a TLS proxy in front)."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port, named on stderr)."),
     runbook_dir: Path = typer.Option(..., "--runbook-dir", help="Runbooks with a triggers: section."),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="Where the deliveries acted on are remembered "
+                                          "for 7 days (default: RUNBOOK_DIR/.cauterize-webhook)."),
+    notify: str | None = typer.Option(None, "--notify", help="Source reference of the Slack-compatible webhook told "
+                                      "about alerts no runbook answers (default: env:CAUTERIZE_NOTIFY_URL when set)."),
 ) -> None:
     """Receive GitHub secret-scanning alerts on POST /github (signed with GITHUB_WEBHOOK_SECRET) and
     start the key-compromised response of the matching runbook: the deployment when PREFECT_API_URL
-    names a server, otherwise in this process."""
+    names a server, otherwise in this process. A redelivery, or an alert for a key whose incident is
+    under way or contained, starts nothing. SIGTERM or SIGINT stops the receiver and everything it
+    started: exit 0, or 130 when a response in this process was interrupted (a rerun resumes it)."""
+    from cauterize import interrupts
     from cauterize.flows.runner import configure_prefect
-    from cauterize.secret import Secret
+    from cauterize.secret import KeySource, Secret
     from cauterize.webhook import Receiver
     from cauterize.webhook import serve as serve_http
 
@@ -171,18 +179,41 @@ def webhook(
     if not runbook_dir.is_dir():
         raise InputError(f"--runbook-dir {runbook_dir}: not a directory")
     secret = Secret(value)  # registered for log redaction
+    if notify is None and os.environ.get(DEFAULT_NOTIFY_ENV, "").strip():
+        notify = f"env:{DEFAULT_NOTIFY_ENV}"
+    notify_url = KeySource.parse(notify).load(base_dir=runbook_dir) if notify else None  # a URL is a credential
     configure_prefect()
     api = _api_url()
     start = DeploymentStarter() if api else InProcessStarter()
-    served = serve_http(Receiver(secret.reveal(), runbook_dir, start), host, port, background=False)
-    LOGGER.info("listening on %s/github; responses start %s", served.url,
-                f"as {KEY_COMPROMISED} runs on {api}" if api else "in this process (no PREFECT_API_URL)")
+    receiver = Receiver(secret.reveal(), runbook_dir, start, state_dir=state_dir, notify=notify_url,
+                        running=start.running if isinstance(start, InProcessStarter) else None)
     try:
-        served.server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        LOGGER.info("stopping; responses under way in this process run to their end")
-    finally:
-        served.server.server_close()
+        served = serve_http(receiver, host, port)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    interrupts.install(STOP_HINT)  # SIGTERM/SIGINT: Interrupted here, and every response thread's check() raises
+    LOGGER.info("listening on %s/github; responses start %s; deliveries remembered in %s%s", served.url,
+                f"as {KEY_COMPROMISED} runs on {api}" if api else "in this process (no PREFECT_API_URL)",
+                receiver.deliveries.path,
+                "" if notify_url else f"; unmatched alerts are only logged (set {DEFAULT_NOTIFY_ENV})")
+    try:
+        while True:
+            time.sleep(0.5)
+    except interrupts.Interrupted:
+        pass
+    served.close()
+    interrupted = start.stop(timeout_s=1.5) if isinstance(start, InProcessStarter) else []
+    if interrupted:  # they recorded their step 'interrupted' (or the rerun finds it running): resumable
+        interrupts.say()
+        interrupts.exit_now(interrupts.EXIT_CODE)
+    typer.echo(f"cauterize: webhook stopped ({interrupts.signal_name(interrupts.received())}); no response was "
+               "under way in this process", err=True)
+    interrupts.exit_now(0)  # the Prefect server this process started, and any other child, go with it
+
+
+#: the default notification target of the receiver (alerts no runbook answers)
+DEFAULT_NOTIFY_ENV = "CAUTERIZE_NOTIFY_URL"
+STOP_HINT = "the webhook stopped; rerun `cauterize respond RUNBOOK` to resume the response it ran"
 
 
 class DeploymentStarter:
@@ -197,7 +228,9 @@ class DeploymentStarter:
 
 class InProcessStarter:
     """Run the response in a thread of this process (Prefect's ephemeral server); one at a time
-    per runbook. Containment (revoke-first) happens before Prefect starts, as in ``respond``."""
+    per runbook. Containment (revoke-first) happens before Prefect starts, as in ``respond``.
+    The threads are daemons: ``stop()`` names the responses still under way, which a stopping
+    receiver leaves to their records (a rerun resumes them)."""
 
     def __init__(self) -> None:
         self._running: set[str] = set()
@@ -205,19 +238,38 @@ class InProcessStarter:
         self.threads: list[threading.Thread] = []
 
     def __call__(self, runbook: Path, alert) -> str:
-        from cauterize import response
+        from cauterize import interrupts, response
         from cauterize.runbook import load_runbook
 
+        if interrupts.received() is not None:
+            raise CauterizeError("the receiver is stopping", remediation="Redeliver the alert once it runs again.",
+                                 retryable=True)
         path = str(runbook.resolve())
         response.Context.check_key_source(load_runbook(path))  # a bad source fails the delivery now
         with self._lock:
             if path in self._running:
                 return "already running in this process"
             self._running.add(path)
-        thread = threading.Thread(target=self._run, args=(path, time.monotonic()), name=f"respond-{runbook.stem}")
-        self.threads.append(thread)
+        thread = threading.Thread(target=self._run, args=(path, time.monotonic()), name=f"respond-{runbook.stem}",
+                                  daemon=True)
+        self.threads = [*(t for t in self.threads if t.is_alive()), thread]
         thread.start()
         return f"in process ({thread.name})"
+
+    def running(self, runbook: Path) -> bool:
+        """Whether a response of this runbook runs in this process now."""
+        with self._lock:
+            return str(Path(runbook).resolve()) in self._running
+
+    def stop(self, timeout_s: float = 1.5) -> list[str]:
+        """After an interrupt: the runbooks whose responses were under way (file names), once their
+        threads had ``timeout_s`` to record their step ``interrupted``."""
+        with self._lock:
+            under_way = sorted(Path(path).name for path in self._running)
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self.threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return under_way
 
     def _run(self, path: str, started: float) -> None:
         from cauterize import response
