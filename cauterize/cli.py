@@ -150,9 +150,13 @@ def respond(
     runbook: Path = typer.Argument(..., help="The runbook of the leaked key."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Identify and locate; revoke, mint, write and push nothing."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    new_incident: bool = typer.Option(False, "--new-incident",
+                                      help="Respond again even though this key's incident is complete."),
     as_json: bool = typer.Option(False, "--json", help="Print the incident record on stdout."),
 ) -> None:
-    """Run the key-compromised flow for a runbook (resumes its unfinished incident after a crash)."""
+    """Run the key-compromised flow for a runbook. One key, one incident: an unfinished incident of the
+    key is resumed; a complete one is verified and, if the world agrees, left alone (exit 0)."""
+    from cauterize import incident as records
     from cauterize import response
     from cauterize.logs import progress_to_stderr
     from cauterize.runbook import load_runbook
@@ -164,6 +168,14 @@ def respond(
         if not sys.stdin.isatty():
             raise InputError("respond revokes and rewrites for real: pass --yes (or --dry-run) when not on a terminal")
         typer.confirm(f"Revoke and rotate the key of runbook '{loaded.runbook.name}' now?", abort=True, err=True)
+    try:
+        # the per-key lock, the preflight (exit 2 before any change) and the incident, found or made
+        response.open_incident(loaded.path, dry_run=dry_run, new_incident=new_incident, when_contained="raise")
+    except records.AlreadyContained as done:
+        if as_json:
+            _emit_json(records.load(done.incident_dir).model_dump(mode="json"))
+        typer.echo(f"cauterize: {done.message}", err=True)
+        raise typer.Exit(0) from None
     if sys.stdin.isatty():
         response.set_manual_input(lambda instructions: _ask_for_key(instructions, loaded.runbook.key.provider))
     if not dry_run and loaded.runbook.policy.order == "revoke-first":

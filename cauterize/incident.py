@@ -115,6 +115,8 @@ class Incident(BaseModel):
     #: what the world said at the end of the last run (verification.py): the old key's verdict, each
     #: store's key, the new key's verdict, ``contained``, ``recovered`` and the steps it reopened
     verification: dict[str, Any] | None = None
+    #: what the preflight found when the incident was opened: runnable steps, problems, notes
+    preflight: dict[str, Any] | None = None
 
     # -- helpers used by the steps -------------------------------------------------------
     def log(self, step: str | None, message: str) -> None:
@@ -207,8 +209,22 @@ class IncidentStore:
 
 
 class IncidentLocked(CauterizeError):
-    exit_code = 2
+    """Another process handles this key's incident: this run changes nothing and says so (exit 0:
+    the response is under way, which is what the caller asked for)."""
+
+    exit_code = 0
     remediation = "Wait for the other responder (the record shows its progress), or stop it and rerun."
+
+
+class AlreadyContained(CauterizeError):
+    """The key's incident is complete and the world still agrees: nothing to do (exit 0)."""
+
+    exit_code = 0
+    remediation = "Pass --new-incident to respond to this key again as a new incident."
+
+    def __init__(self, message: str, incident_dir: Path, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.incident_dir = incident_dir
 
 
 LOCK_NAME = "lock"
@@ -472,3 +488,82 @@ def _signal_of(exc: BaseException) -> str:
     if signum is None and isinstance(exc, KeyboardInterrupt):
         signum = 2  # SIGINT: Python's own Ctrl-C
     return interrupts.signal_name(signum)
+
+
+# -- one key, one incident ---------------------------------------------------------------------------
+
+#: key locks this process holds: (root, runbook, fingerprint) -> the open file holding the flock
+_KEY_LOCKS: dict[tuple[str, str, str], Any] = {}
+
+
+def hold_key_lock(root: Path, runbook: str, fingerprint: str) -> None:
+    """One responder per key: an exclusive ``flock`` on ``<root>/.locks/<runbook>-<fingerprint>``,
+    held until this process exits (the kernel releases it even after SIGKILL, so a crashed run never
+    leaves a stale lock). Taken before an incident is looked up or created, so two runs started at
+    once cannot open two incidents. This process may take it again; another gets ``IncidentLocked``
+    naming the holder's pid and start time."""
+    import fcntl
+
+    root = Path(root)
+    entry = (str(root.resolve()), runbook, fingerprint)
+    if entry in _KEY_LOCKS:
+        return
+    _private_dir(root)
+    locks = root / ".locks"
+    _private_dir(locks)
+    path = locks / f"{runbook}-{fingerprint.removeprefix('sha256:')}"
+    handle = os.fdopen(_open_nofollow(path, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8")
+    try:
+        _check(path, os.fstat(handle.fileno()), directory=False)  # a planted lock is refused, not trusted
+    except IncidentDirError:
+        handle.close()
+        raise
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            owner = json.loads(handle.read() or "{}")
+        except ValueError:
+            owner = {}
+        handle.close()
+        raise IncidentLocked(
+            f"the {runbook} key {fingerprint} is being handled by process {owner.get('pid', '?')} "
+            f"(started {owner.get('started_at', '?')}, incident {owner.get('incident') or 'being opened'}); "
+            "this run changed nothing"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "started_at": utcnow().isoformat()}))
+    handle.flush()
+    _KEY_LOCKS[entry] = handle
+
+
+def note_key_lock(root: Path, runbook: str, fingerprint: str, incident_dir: Path) -> None:
+    """Name the incident in the key lock this process holds (what a second responder is told)."""
+    handle = _KEY_LOCKS.get((str(Path(root).resolve()), runbook, fingerprint))
+    if handle is None:
+        return
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "started_at": utcnow().isoformat(), "incident": Path(incident_dir).name}))
+    handle.flush()
+
+
+def latest_complete(root: Path, runbook: str, fingerprint: str, *, dry_run: bool = False) -> Path | None:
+    """The newest complete incident of this runbook and key (of the same dry-run kind), or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.iterdir(), reverse=True):
+        if not (path / RECORD_NAME).is_file():
+            continue
+        try:
+            incident = load(path)
+        except IncidentDirError:
+            raise  # a record cauterize did not write: refused, never skipped
+        except CauterizeError:
+            continue
+        if (incident.runbook, incident.old_key.fingerprint, incident.dry_run) == (runbook, fingerprint, dry_run) \
+                and incident.complete:
+            return path
+    return None

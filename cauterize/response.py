@@ -33,7 +33,7 @@ from cauterize.errors import (
     StillLive,
     StoreError,
 )
-from cauterize.incident import Incident, IncidentStore, KeyRecord, StepRecord, utcnow
+from cauterize.incident import AlreadyContained, Incident, IncidentStore, KeyRecord, StepRecord, utcnow
 from cauterize.locate.sources import search
 from cauterize.logs import LOGGER
 from cauterize.providers.base import (
@@ -156,39 +156,113 @@ def open_incident(
     mode: str = "respond",
     dry_run: bool = False,
     incidents_dir: str | Path | None = None,
+    new_incident: bool = False,
+    when_contained: str = "resume",
+    transport: httpx.BaseTransport | None = None,
 ) -> Path:
-    """Validate the runbook and the key source, then create the incident (or find the unfinished
-    one of the same runbook and key, to resume it). Nothing is done at any provider or store."""
+    """One key, one incident: find the incident of this runbook and key and resume it, or create one.
+
+    In order: validate the runbook and read the key; take the per-key lock (a second responder gets
+    ``IncidentLocked``, exit 0, naming the holder); resume the unfinished incident of the same kind
+    (dry run or not). Else, a complete incident of this key is verified against the world: where the
+    world disagrees it is resumed (its contradicted steps reopened), where it agrees the caller decides:
+    ``when_contained="raise"`` (the CLI) raises ``AlreadyContained`` (exit 0), ``"resume"`` (the flow,
+    deployments, the webhook) resumes it, which redoes nothing. ``new_incident`` opens a new one anyway.
+    Before an incident is created or containment resumed, the preflight resolves every reference the
+    steps need; containment that cannot run is exit 2 with nothing changed. No provider or store is
+    changed here."""
     loaded = load_runbook(runbook_path)
-    key = load_leaked_key(loaded.runbook.key.source, loaded.runbook.key.provider, base_dir=loaded.base_dir)
-    root = Path(incidents_dir) if incidents_dir else loaded.resolve(loaded.runbook.report.dir)
+    rb = loaded.runbook
+    key = load_leaked_key(rb.key.source, rb.key.provider, base_dir=loaded.base_dir)
+    root = Path(incidents_dir) if incidents_dir else loaded.resolve(rb.report.dir)
+    records.hold_key_lock(root, rb.name, key.fingerprint)
     store = IncidentStore(root)
-    existing = store.find_open(loaded.runbook.name, key.fingerprint)
+    existing = None if new_incident else store.find_open(rb.name, key.fingerprint)
+    if existing is not None and records.load(existing).dry_run != dry_run:
+        existing = None
+    if existing is None and not new_incident:
+        existing = _contained(loaded, root, key.fingerprint, dry_run, when_contained, transport)
+    _preflight(loaded, key.fingerprint, dry_run, records.load(existing) if existing is not None else None, transport)
     if existing is not None:
         incident = records.load(existing)
-        if incident.dry_run == dry_run:
-            records.acquire_lock(existing)
-            if incident.events and incident.events[-1].message != "resumed":
-                incident.log(None, "resumed")
-                records.save(incident, existing)
-            return existing
+        records.acquire_lock(existing)
+        records.note_key_lock(root, rb.name, key.fingerprint, existing)
+        if incident.events and incident.events[-1].message != "resumed":
+            incident.log(None, "resumed")
+            records.save(incident, existing)
+        return existing
     now = utcnow()
     incident = Incident(
-        id=store.new_id(loaded.runbook.name, key.fingerprint, now),
-        runbook=loaded.runbook.name,
+        id=store.new_id(rb.name, key.fingerprint, now),
+        runbook=rb.name,
         runbook_path=str(loaded.path),
         mode=mode,
         dry_run=dry_run,
         created_at=now,
         updated_at=now,
-        provider=loaded.runbook.key.provider,
-        order=loaded.runbook.policy.order,
-        old_key=KeyRecord(fingerprint=key.fingerprint, redacted=key.redacted, source=loaded.runbook.key.source),
+        provider=rb.key.provider,
+        order=rb.policy.order,
+        old_key=KeyRecord(fingerprint=key.fingerprint, redacted=key.redacted, source=rb.key.source),
     )
+    incident.preflight = _PREFLIGHTS.get((str(loaded.path), key.fingerprint))
     incident.log(None, f"opened for {key.fingerprint} ({mode}{', dry run' if dry_run else ''})")
     directory = store.create(incident)
     records.acquire_lock(directory)
+    records.note_key_lock(root, rb.name, key.fingerprint, directory)
     return directory
+
+
+def _contained(loaded: LoadedRunbook, root: Path, fingerprint: str, dry_run: bool, when: str,
+               transport: httpx.BaseTransport | None) -> Path | None:
+    """The complete incident of this key, verified against the world now (None: there is none).
+    Where the world disagrees its contradicted steps are reopened and it is returned, to resume."""
+    from cauterize.verification import summary, verify
+
+    latest = records.latest_complete(root, loaded.runbook.name, fingerprint, dry_run=dry_run)
+    if latest is None or dry_run:
+        return None if latest is None or when == "raise" else latest
+    incident = records.load(latest)
+    ctx = Context(loaded, incident, latest, transport)
+    try:
+        result = verify(ctx)
+    finally:
+        ctx.close()
+    records.save(incident, latest)
+    if result["reopened"] or not incident.verified:
+        if result["reopened"]:
+            incident.steps["report"].status = "pending"
+            records.save(incident, latest)
+        return latest  # the world disagrees with the record: resume it
+    if when == "raise":
+        raise AlreadyContained(
+            f"already contained: incident {latest.name} ({summary(result)}); nothing was done",
+            latest,
+        )
+    return latest
+
+
+#: the preflight of each (runbook, key) this process checked, printed once
+_PREFLIGHTS: dict[tuple[str, str], dict] = {}
+
+
+def _preflight(loaded: LoadedRunbook, fingerprint: str, dry_run: bool, incident: Incident | None,
+               transport: httpx.BaseTransport | None) -> None:
+    """Resolve every reference the steps need before any change (``preflight.py``): print what can
+    run, once per process; exit 2 when containment that is not done yet cannot run."""
+    from cauterize import preflight
+
+    key = (str(loaded.path), fingerprint)
+    if key in _PREFLIGHTS:
+        return
+    result = preflight.check(loaded, transport=transport)
+    for line in result.lines():
+        LOGGER.info("%s", line)
+    done = {name for name, step in incident.steps.items() if step.status in records.DONE} if incident else set()
+    if dry_run:
+        done |= {"revoke", "rotate", "redeploy"}  # a dry run changes nothing: it only needs to identify
+    order = incident.order if incident is not None else loaded.runbook.policy.order
+    preflight.require_containment(result, order, done)
+    _PREFLIGHTS[key] = result.to_dict()
 
 
 def contain(runbook_path: str | Path, *, started: float) -> Path:
@@ -412,7 +486,21 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
     primary, provider = stores[0], ctx.provider()
     if _resume_rotation(ctx, rec, primary, provider):
         return
-    identity = ctx.identity() or KeyIdentity(provider=ctx.incident.provider, key_id=None)
+    identity = ctx.identity()
+    if identity is None:
+        # Intake could not identify the key (already revoked and no longer listed): only the
+        # runbook's project hint says where its replacement belongs; without one a person decides.
+        hint = getattr(ctx.runbook.providers.get(ctx.incident.provider), "project", None)
+        if not hint:
+            minted = _minted_by_a_person(ctx, provider, ManualStepRequired(
+                f"the leaked key was not identified at {ctx.incident.provider} (it was revoked before this response "
+                "and is no longer listed), so where its replacement belongs is unknown: create the replacement by "
+                f"hand and paste it, or set providers.{ctx.incident.provider}.project and rerun",
+            ))
+            _store_minted(ctx, rec, primary, provider, minted, None)
+            return
+        identity = KeyIdentity(provider=ctx.incident.provider, key_id=None, project=hint,
+                               notes=("the leaked key was not identified: the runbook's project hint is used",))
     name = f"cauterize-{ctx.incident.id[:15].lower()}"
     ctx.incident.pending_mint = {"name": name, "started_at": utcnow().isoformat(), "like": identity.to_dict()}
     ctx.save()
@@ -433,6 +521,13 @@ def rotate(ctx: Context, rec: StepRecord) -> None:
             remediation=exc.remediation,
         )
         minted = _minted_by_a_person(ctx, provider, request)
+    _store_minted(ctx, rec, primary, provider, minted, carried)
+
+
+def _store_minted(ctx: Context, rec: StepRecord, primary, provider: Provider, minted: MintedKey,
+                  carried: CarriedScopes | None) -> None:
+    """Record the replacement, write it to the primary store (revoked again if that fails: never a
+    minted key no store holds), and check it is live."""
     faults.point("mint")
     ctx.incident.new_key = KeyRecord(
         fingerprint=minted.secret.fingerprint,
