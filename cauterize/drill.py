@@ -119,7 +119,8 @@ def open_drill(runbook_path: str | Path, *, sandbox: bool = False, incidents_dir
         if dead:
             raise InputError(
                 f"the drill key {key.fingerprint} is dead: the last drill revoked it",
-                remediation="Point drill.key at the drill's primary store: it holds the key the last drill minted.",
+                remediation="Set drill.key to the key the last drill minted (its primary store holds it); a source the "
+                "drill itself rewrites cannot confirm the old key's revocation, so copy it (file: or env:).",
             )
     directory = response.open_incident(derived, mode="drill", incidents_dir=root)
     incident = records.load(directory)

@@ -567,3 +567,25 @@ def latest_complete(root: Path, runbook: str, fingerprint: str, *, dry_run: bool
                 and incident.complete:
             return path
     return None
+
+
+def minted_by(root: Path, runbook: str, fingerprint: str) -> Path | None:
+    """The incident of this runbook whose replacement key has this fingerprint, or None: a key
+    source that now reads the replacement (a store the redeploy wrote) must not be taken for the
+    leak, or a replayed alert would revoke the healthy key."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.iterdir(), reverse=True):
+        if not (path / RECORD_NAME).is_file():
+            continue
+        try:
+            incident = load(path)
+        except IncidentDirError:
+            raise
+        except CauterizeError:
+            continue
+        if incident.runbook == runbook and incident.new_key is not None and incident.new_key.fingerprint == fingerprint:
+            return path
+    return None
+

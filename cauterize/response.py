@@ -24,6 +24,7 @@ import httpx
 from cauterize import faults, interrupts
 from cauterize import incident as records
 from cauterize.errors import (
+    KeySourceError,
     CauterizeError,
     InputError,
     KeyNotFound,
@@ -51,7 +52,7 @@ from cauterize.providers.base import (
 from cauterize.providers.formats import load_leaked_key
 from cauterize.runbook import LoadedRunbook, load_runbook
 from cauterize.scopes import CarriedScopes, carried_scopes
-from cauterize.secret import KeySource, Secret
+from cauterize.secret import Secret
 from cauterize.stores import open_store
 
 #: Which steps a step needs to have succeeded (``ok``) before it can run.
@@ -103,7 +104,7 @@ class Context:
         records.save(self.incident, self.directory)
 
     def old_key(self) -> Secret:
-        return load_leaked_key(self.runbook.key.source, self.runbook.key.provider, base_dir=self.loaded.base_dir)
+        return leaked_key(self.loaded, self.incident)
 
     def provider(self) -> Provider:
         if self._provider is None:
@@ -176,6 +177,16 @@ def open_incident(
     key = load_leaked_key(rb.key.source, rb.key.provider, base_dir=loaded.base_dir)
     root = Path(incidents_dir) if incidents_dir else loaded.resolve(rb.report.dir)
     records.hold_key_lock(root, rb.name, key.fingerprint)
+    if key.fingerprint not in _LEAKED:
+        _LEAKED.setdefault(key.fingerprint, key)
+    # a drill's key is the one the last drill minted: only a response refuses to take a replacement for a leak
+    replaced = None if new_incident or mode == "drill" else records.minted_by(root, rb.name, key.fingerprint)
+    if replaced is not None:
+        raise AlreadyContained(
+            f"the key source {rb.key.source} now holds the replacement that incident {replaced.name} minted, "
+            "not the leaked key: nothing was done (pass --new-incident if the replacement itself leaked)",
+            replaced,
+        )
     store = IncidentStore(root)
     existing = None if new_incident else store.find_open(rb.name, key.fingerprint)
     if existing is not None and records.load(existing).dry_run != dry_run:
@@ -241,6 +252,40 @@ def _contained(loaded: LoadedRunbook, root: Path, fingerprint: str, dry_run: boo
     return latest
 
 
+def leaked_key(loaded: LoadedRunbook, incident: Incident) -> Secret:
+    """The leaked key, read again from its source. A source that now holds another key (a store the
+    redeploy wrote reads the replacement) is never taken for the leak, which would revoke the healthy
+    key: this process uses the leaked key it read earlier, another process refuses."""
+    key = load_leaked_key(loaded.runbook.key.source, loaded.runbook.key.provider, base_dir=loaded.base_dir)
+    expected = incident.old_key.fingerprint
+    if key.fingerprint == expected:
+        _LEAKED[expected] = key
+    elif expected in _LEAKED:
+        if expected not in _WARNED:
+            _WARNED.add(expected)
+            LOGGER.warning(
+                "key source %s now reads another key (the replacement?): this run uses the leaked key %s it "
+                "read at its start; a rerun in another process cannot, so copy the leaked key to a file: source",
+                loaded.runbook.key.source, expected,
+            )
+        return _LEAKED[expected]
+    if key.fingerprint != expected:
+        new = incident.new_key
+        what = "the replacement this incident minted" if new and new.fingerprint == key.fingerprint else \
+            f"another key ({key.fingerprint})"
+        raise KeySourceError(
+            f"key source {loaded.runbook.key.source} no longer holds the leaked key {expected}: it reads {what}; "
+            "nothing was done with it",
+            remediation="Point key.source at a copy of the leaked key (e.g. a file:), not at a store the response "
+            "rewrites, and rerun.",
+        )
+    return key
+
+
+#: the leaked keys this process read from their sources (fingerprint -> key): a source the response
+#: rewrites holds the replacement afterwards; the value is in memory anyway (the redaction registry)
+_LEAKED: dict[str, Secret] = {}
+_WARNED: set[str] = set()
 #: the preflight of each (runbook, key) this process checked, printed once
 _PREFLIGHTS: dict[tuple[str, str], dict] = {}
 
@@ -724,7 +769,7 @@ def scan_source(incident_dir: str | Path, source: dict) -> dict:
     directory = Path(incident_dir)
     incident = records.load(directory)
     loaded = load_runbook(incident.runbook_path)
-    key = KeySource.parse(loaded.runbook.key.source).load(base_dir=loaded.base_dir)
+    key = leaked_key(loaded, incident)
     result = {"source": source, "findings": [], "errors": [], "actions": [], "failed": None}
     scratch = Path(tempfile.mkdtemp(dir=records.work_dir(directory)))
     try:

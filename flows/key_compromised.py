@@ -30,7 +30,9 @@ def key_compromised(
     install_filter("prefect", "cauterize")
     interrupts.reclaim()  # SIGTERM stops the response as SIGINT does (Prefect took it for the run)
     show_run_url()
-    incident_dir = open_incident(runbook, mode, dry_run, incidents_dir)
+    incident_dir, contained = open_incident(runbook, mode, dry_run, incidents_dir)
+    if contained:  # a replayed alert, a rerun: the key's incident is complete and the world agrees
+        return run_state(incident_dir, _result(incident_dir))
     announce(incident_dir, "start")
     for step in response.order_of(incident_dir):
         if step == "report":
@@ -47,9 +49,13 @@ def key_compromised(
     # People last: containment and cleanup never wait for a pause form (new key, push approval).
     settle(incident_dir, timeout_s=pause_timeout_s)
     announce(incident_dir, "end")
+    return run_state(incident_dir, _result(incident_dir))
+
+
+def _result(incident_dir: str) -> dict:
     incident = records.load(incident_dir)
-    return run_state(incident_dir, {
+    return {
         "incident": incident_dir,
         "steps": {name: incident.steps[name].status for name in records.STEPS},
         "exit_code": incident.exit_code(),
-    })
+    }

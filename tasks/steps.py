@@ -23,8 +23,12 @@ def _retry_when_retryable(task, task_run, state) -> bool:
 
 
 @task(name="open-incident", cache_policy=NO_CACHE, persist_result=False)
-def open_incident(runbook: str, mode: str, dry_run: bool, incidents_dir: str | None) -> str:
-    return str(response.open_incident(runbook, mode=mode, dry_run=dry_run, incidents_dir=incidents_dir))
+def open_incident(runbook: str, mode: str, dry_run: bool, incidents_dir: str | None) -> tuple[str, bool]:
+    """The incident directory, and whether the key was already contained (nothing left to do)."""
+    try:
+        return str(response.open_incident(runbook, mode=mode, dry_run=dry_run, incidents_dir=incidents_dir)), False
+    except records.AlreadyContained as done:
+        return str(done.incident_dir), True
 
 
 @task(

@@ -113,3 +113,24 @@ def test_two_responders_at_once_open_one_incident(world, tmp_path):
     deletes = [c for c in world.emulator.requests if c.method == "DELETE"]
     assert len(deletes) == 1, "one revocation"
     shutil.rmtree(tmp_path / "prefect", ignore_errors=True)
+
+
+def test_a_key_source_that_now_reads_the_replacement_is_never_taken_for_the_leak(world, tmp_path):
+    """The runbook reads the leaked key from the store the response rewrites (deploy/.env): after the
+    response that source holds the replacement. A rerun (or a replayed alert) must not revoke it."""
+    text = world.runbook.read_text().replace("source: env:CAUTERIZE_SANDBOX_LEAKED_KEY", "source: file:deploy/.env")
+    world.runbook.write_text(text)
+    first = _respond(world, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = json.loads(first.stdout)
+    assert record["findings"] and record["steps"]["purge"]["status"] == "ok", \
+        "locate searched for the leaked key, not for the replacement its source holds after the rotation"
+    assert "this run uses the leaked key" in first.stderr
+    new = (world.root / "deploy/.env").read_text()
+    before = len(_changes(world))
+    second = _respond(world, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "now holds the replacement" in second.stderr and record["id"] in second.stderr
+    assert len(_changes(world)) == before and (world.root / "deploy/.env").read_text() == new
+    stored = next(line for line in new.splitlines() if line.startswith("OPENAI_API_KEY="))
+    assert world.emulator.is_live(stored.split("=", 1)[1].strip().strip('"').strip("'")), "the replacement lives"
