@@ -98,6 +98,10 @@ def _done(result: PurgeResult, push: bool) -> bool:
     return result.error is None and (result.verified or not push)
 
 
+def _short(oid: str | None) -> str:
+    return oid[:12] if oid else "(none)"
+
+
 def _describe(result: PurgeResult, push: bool) -> str:
     """The human report of one repository."""
     if result.error:
@@ -108,11 +112,26 @@ def _describe(result: PurgeResult, push: bool) -> str:
         state = ("pushed; " if result.pushed else "nothing to push; ") + (
             "a fresh clone holds no copy" if result.verified else "NOT verified clean")
     lines = [f"{result.repo}: {state}"]
+    if result.why:
+        lines.append(f"  {result.why}")
     if result.refs_changed:
-        lines.append(f"  refs changed ({len(result.refs_changed)}): {', '.join(result.refs_changed)}")
+        lines.append(f"  refs changed ({len(result.refs_changed)}), {result.refs_kept} left as they were:")
+        lines += [f"    {ref['ref']}: {_short(ref['old'])} -> {_short(ref['new'])}" for ref in result.refs_updated]
+    lines += [f"  ref renamed (its name held the key): {rename['old']} -> {rename['new'] or '(deleted)'}"
+              for rename in result.refs_renamed]
     if result.commits_rewritten:
         first = ", ".join(commit[:12] for commit in result.first_changed_commits)
-        lines.append(f"  commits rewritten: {result.commits_rewritten} (first changed: {first})")
+        lines.append(f"  commits rewritten: {result.commits_rewritten} (first changed: {first}); "
+                     f"{result.commits_untouched} keep their ids")
+    if result.commits_dropped:
+        lines.append(f"  commits dropped (they became empty): {', '.join(c[:12] for c in result.commits_dropped)}")
+    if result.signed_commits_unsigned or result.signed_tags_unsigned:
+        lines.append(f"  signatures lost: {result.signed_commits_unsigned} signed commit(s), "
+                     f"{result.signed_tags_unsigned} signed tag(s) (rewritten objects cannot keep them)")
+    if result.tags_cleaned:
+        lines.append(f"  tags rebuilt without the key: {', '.join(result.tags_cleaned)}")
+    if result.paths_renamed:
+        lines.append(f"  paths renamed (their name held the key): {result.paths_renamed}")
     lines += [f"  file removed from history: {line}" for line in result.files_removed]
     if result.notes_moved:
         lines.append(f"  notes re-attached to rewritten commits: {result.notes_moved}")

@@ -47,7 +47,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cauterize import faults, interrupts
+from cauterize import faults, interrupts, purge_plan, purge_refs
 from cauterize.errors import GitError, PurgeError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding
@@ -79,16 +79,32 @@ _IDENTITY = ("-c", "user.name=cauterize", "-c", "user.email=cauterize@localhost.
 
 @dataclass
 class PurgeResult:
-    """What a purge did, for the incident record and the post-mortem."""
+    """What a purge did, for the incident record and the post-mortem. Ref names that held the key
+    are shown with it redacted (``refs/heads/backup-[sha256:...]``)."""
 
     repo: str
+    remote_kind: str = "bare"  # "bare" | "working copy" | "forge" (what the advice is written for)
     pushed: bool = False
     verified: bool = False
+    verified_by: list[str] = field(default_factory=list)  # the methods that found no copy
+    why: str = ""  # how many commits change, and the reason
     refs_changed: list[str] = field(default_factory=list)
+    refs_updated: list[dict] = field(default_factory=list)  # {"ref", "old", "new"}: new None = deleted
+    refs_renamed: list[dict] = field(default_factory=list)  # {"old", "new"}: the old name held the key
+    refs_kept: int = 0  # refs left exactly as they were
     refused_refs: list[str] = field(default_factory=list)
+    commits_total: int = 0
+    commits_holding: int = 0  # commits that hold a copy themselves
     commits_rewritten: int = 0
+    commits_dropped: list[str] = field(default_factory=list)  # became empty (their only change was removed)
+    commits_untouched: int = 0  # keep their ids and signatures
+    signed_commits_unsigned: int = 0  # signed commits the rewrite changes: their signature is lost
+    tags_rewritten: list[str] = field(default_factory=list)  # tags whose commit is rewritten
+    tags_cleaned: list[str] = field(default_factory=list)  # tag objects holding the key, rebuilt without it
+    signed_tags_unsigned: int = 0
     commit_map: dict[str, str | None] = field(default_factory=dict)  # old -> new (None: dropped), changed only
     first_changed_commits: list[str] = field(default_factory=list)
+    paths_renamed: int = 0  # paths whose name held the key
     blobs_removed: list[str] = field(default_factory=list)
     files_removed: list[str] = field(default_factory=list)  # "path (blob 1a2b3c4d5e6f: key inside gzip)"
     notes_moved: int = 0
@@ -103,52 +119,91 @@ class PurgeResult:
 def purge_repo(
     remote: str | Path, secret: Secret, *, workdir: Path, push: bool, marker: str | None = None
 ) -> PurgeResult:
-    """Rewrite ``remote``'s history without ``secret``; push it only if ``push`` (else a dry run)."""
+    """Rewrite ``remote``'s history without ``secret``; push it only if ``push`` (else a dry run).
+    The scratch directory (the mirror, which holds the key until it is rewritten, and the
+    expressions) is removed when this returns or raises."""
     label = display_name(remote)
     matcher = Matcher(secret)
     replacement = _replacement(marker, secret, matcher)
     url = str(remote) if is_url(remote) else file_url(git_dir_of(remote, repo=label))
     scratch = private_dir(workdir, "cauterize-purge-")
-    keep_scratch = False
     clock = _Clock(label)
     try:
         mirror = clone_mirror(url, scratch / "mirror.git", repo=label)
         clock.lap("mirror-cloned")
-        result = PurgeResult(repo=label)
+        result = PurgeResult(repo=label, remote_kind=remote_kind(remote))
         before = _refs(mirror, label)
-        _set_aside_unpushable(mirror, before, result, label)
+        _set_aside_unpushable(mirror, before, result, remote)
         searched = _inventory(mirror, label)
         scan = scan_objects(mirror, matcher, repo=label)
         hits = {oid.encode() for oid in scan.hits}
         clock.lap(f"searched {len(searched)} objects: {len(hits)} hold the key")
-        if hits:
+        plan = purge_plan.plan(mirror, matcher, scan.hits, scan.commits, label=label)
+        _describe_plan(plan, result)
+        clock.lap(f"planned: {result.why}")
+        if plan.changed:
             strip = _unreplaceable_blobs(scan.hits)
             result.blobs_removed = sorted(strip)
             result.files_removed = [matcher.redact(line) for line in
                                     _describe_blobs(mirror, scan.hits, strip, scan.commits, label)]
-            _rewrite(mirror, matcher, replacement, strip, scratch, label)
+            _rewrite(mirror, matcher, replacement, strip, plan.revs, scratch, label)
             _read_metadata(mirror / "filter-repo", result)
             result.notes_moved = _reattach_notes(mirror, result.commit_map, label)
             clock.lap(f"rewrote {result.commits_rewritten} commits")
+        result.tags_cleaned, result.refs_renamed = purge_refs.clean_refs(
+            mirror, matcher, replacement, _name_placeholder(secret), label=label)
         after = _refs(mirror, label)
-        result.refs_changed = sorted(ref for ref in before.keys() | after.keys() if before.get(ref) != after.get(ref))
-        try:
-            reachable = _verify_mirror(mirror, matcher, searched, hits, scratch, label)
-        except PurgeError:
-            keep_scratch = True
-            raise
+        changed = _describe_refs(before, after, result, matcher)
+        reachable = _verify_mirror(mirror, matcher, searched, hits, scratch, label)
+        result.verified_by = ["matcher"]
         clock.lap("verified the rewritten mirror")
         if push:
             _write_bitmap(mirror, label)
-            _push(mirror, url, before, after, result, label)
-            clock.lap(f"pushed {len(result.refs_changed)} refs")
+            _push(mirror, url, before, after, changed, result, label, matcher.redact)
+            clock.lap(f"pushed {len(changed)} refs")
             _verify_remote(url, matcher, reachable, searched - hits, scratch, result)
             clock.lap("verified what a fresh clone of the remote gets")
-        result.action_items = _action_items(result, label, push)
+        result.action_items = _action_items(result, label, push, remote)
         return result
     finally:
-        if not keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def remote_kind(remote: str | Path) -> str:
+    """``forge`` for a URL other than ``file://``, ``working copy`` for a local repository with a
+    work tree, else ``bare``: the advice for what a push cannot do differs for each."""
+    text = str(remote)
+    if is_url(text) and not text.startswith("file://"):
+        return "forge"
+    path = Path(text.removeprefix("file://"))
+    return "working copy" if (path / ".git").exists() else "bare"
+
+
+def _name_placeholder(secret: Secret) -> bytes:
+    """What replaces the key in a path or a ref name: ``REMOVED-<16 hex>`` (valid in both)."""
+    return f"REMOVED-{secret.fingerprint.partition(':')[2]}".encode()
+
+
+def _describe_plan(plan: purge_plan.Plan, result: PurgeResult) -> None:
+    result.why = plan.why() if plan.changed else "no commit holds a copy of the key"
+    result.commits_total = plan.commits_total
+    result.commits_holding = len(plan.holding)
+    result.commits_untouched = plan.commits_total - len(plan.changed)
+    result.signed_commits_unsigned = plan.signed_changed
+    result.tags_rewritten = plan.tags_changed
+    result.signed_tags_unsigned = plan.signed_tags_changed
+    result.paths_renamed = plan.key_paths
+
+
+def _describe_refs(before: dict[str, str], after: dict[str, str], result: PurgeResult, matcher: Matcher) -> list[str]:
+    """Every ref whose value changed, with old and new id (names redacted for the record), and how
+    many were left as they were. Returns the changed refs' real names, for the push."""
+    changed = sorted(ref for ref in before.keys() | after.keys() if before.get(ref) != after.get(ref))
+    result.refs_changed = [matcher.redact(ref) for ref in changed]
+    result.refs_updated = [{"ref": matcher.redact(ref), "old": before.get(ref), "new": after.get(ref)}
+                           for ref in changed]
+    result.refs_kept = sum(1 for ref, oid in before.items() if after.get(ref) == oid)
+    return changed
 
 
 class _Clock:
@@ -189,20 +244,37 @@ def _inventory(git_dir: Path, label: str) -> set[bytes]:
     return set(out.split())
 
 
-def _reachable(git_dir: Path, label: str) -> set[bytes]:
-    """The id of every object a ref (or HEAD) reaches: what a clone of this repository would get."""
-    out = git(git_dir, "rev-list", "--objects", "--all", "--no-object-names", verb="git rev-list", repo=label).stdout
-    return set(out.split())
+def _reachable(git_dir: Path, label: str, matcher: Matcher) -> tuple[set[bytes], list[str]]:
+    """The id of every object a ref (or HEAD) reaches, what a clone of this repository would get;
+    and the names holding the key (redacted) among the refs and the paths those objects have."""
+    out = git(git_dir, "rev-list", "--objects", "--all", verb="git rev-list", repo=label).stdout
+    objects, names = set(), []
+    for line in out.split(b"\n"):
+        oid, _, path = line.partition(b" ")
+        if oid:
+            objects.add(oid)
+        if path and matcher.contains(path):
+            names.append(f"the path {matcher.redact(path.decode('utf-8', 'replace'))}")
+    names += [f"the ref {matcher.redact(ref)}" for ref in _refs(git_dir, label)
+              if matcher.contains(ref.encode("utf-8", "surrogateescape"))]
+    return objects, names
 
 
-def _set_aside_unpushable(mirror: Path, refs: dict[str, str], result: PurgeResult, label: str) -> None:
-    """Drop ``refs/stash`` from the mirror: git-filter-repo refuses to run with it, and git cannot push it."""
+def _set_aside_unpushable(mirror: Path, refs: dict[str, str], result: PurgeResult, remote: str | Path) -> None:
+    """Drop ``refs/stash`` from the mirror: git-filter-repo refuses to run with it, and git cannot
+    push it. The advice is the command that works where the remote is: ``git stash clear`` needs a
+    work tree, a bare repository takes ``update-ref -d``, a forge only a push deleting the ref."""
     for ref in UNPUSHABLE:
         if refs.pop(ref, None):
-            git(mirror, "update-ref", "-d", ref, verb="git update-ref", repo=label)
+            git(mirror, "update-ref", "-d", ref, verb="git update-ref", repo=result.repo)
+            where = str(remote).removeprefix("file://")
+            command = {
+                "bare": f"`git -C {where} update-ref -d {ref}` on the machine that holds it",
+                "working copy": f"`git -C {where} stash clear` in that working copy",
+                "forge": f"`git push {where} :{ref}` (a push deleting the ref)",
+            }[result.remote_kind]
             result.leftovers.append(
-                f"{ref} of {label} cannot be rewritten through a push; if it holds the key, "
-                "run `git stash clear` in that repository"
+                f"{ref} of {result.repo} cannot be rewritten through a push; if it holds the key, delete it: {command}"
             )
 
 
@@ -230,8 +302,12 @@ def _describe_blobs(
     return described
 
 
-def _rewrite(mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str], scratch: Path, label: str) -> None:
-    """Run git-filter-repo in the mirror; the expressions file lives only for the duration of the run."""
+def _rewrite(
+    mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str], revs: list[str], scratch: Path, label: str
+) -> None:
+    """Run git-filter-repo in the mirror over ``revs`` only (``--refs`` implies ``--partial``: other
+    refs, and the commits outside the range, keep their ids); the expressions file lives only for
+    the duration of the run."""
     private = private_dir(scratch, "expressions-")
     expressions = private / "replacements.txt"
     try:
@@ -239,7 +315,7 @@ def _rewrite(mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str]
         faults.point("purge-expressions")  # the crash tests: killed while the key is on disk in clear
         argv: list[str | os.PathLike[str]] = [
             *filter_repo_command(), "--sensitive-data-removal", "--replace-text", expressions,
-            "--replace-message", expressions, "--no-gc",
+            "--replace-message", expressions, "--no-gc", "--refs", *revs,
         ]
         if strip:
             blob_ids = private / "strip-blob-ids.txt"
@@ -274,6 +350,7 @@ def _read_metadata(metadata: Path, result: PurgeResult) -> None:
         if old != new:
             result.commit_map[old] = None if new == _PRUNED else new
     result.commits_rewritten = len(result.commit_map)
+    result.commits_dropped = sorted(old for old, new in result.commit_map.items() if new is None)
     result.first_changed_commits = [line.split()[0] for line in _lines(metadata / "first-changed-commits")]
     orphans = _lines(metadata / "orphaned_lfs_objects")
     if orphans:
@@ -322,15 +399,21 @@ def _verify_mirror(
 ) -> set[bytes]:
     """Everything the refs of the rewritten mirror reach is free of the key, or PurgeError (and
     nothing is pushed). Returns those objects: each is clean, and so is its closure."""
-    reachable = _reachable(mirror, label)
+    reachable, names = _reachable(mirror, label, matcher)
+    if names:
+        raise PurgeError(f"purge of {label}: {_listed(names)} still hold the key after the rewrite; nothing was pushed")
     if reachable & hits or _holding_key(mirror, reachable - searched, matcher, scratch, label):
         findings = [finding for finding in scan_git_dir(mirror, matcher, repo=label)
                     if finding.object and finding.object.encode() in reachable]  # not the old history
         raise PurgeError(
             f"purge of {label}: {_copies(len(findings))} of {matcher.fingerprint} remain after the rewrite "
-            f"({_summary(findings)}); nothing was pushed; the rewritten mirror is kept at {mirror}"
+            f"({_summary(findings)}); nothing was pushed"
         )
     return reachable
+
+
+def _listed(names: list[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _holding_key(git_dir: Path, objects: set[bytes], matcher: Matcher, scratch: Path, label: str) -> set[str]:
@@ -367,9 +450,10 @@ def _write_bitmap(mirror: Path, label: str) -> None:
         LOGGER.info("purge %s: no bitmap (%s); the push sends more than it must", label, first_line(done.stderr))
 
 
-def _push(mirror: Path, url: str, before: dict, after: dict, result: PurgeResult, label: str) -> None:
+def _push(mirror: Path, url: str, before: dict, after: dict, changed: list[str], result: PurgeResult,
+          label: str, redact) -> None:
     """Push every changed ref with a lease on its cloned value; record refusals instead of failing."""
-    refs = [ref for ref in result.refs_changed if ref not in UNPUSHABLE]
+    refs = [ref for ref in changed if ref not in UNPUSHABLE]
     for start in range(0, len(refs), PUSH_BATCH):
         batch = refs[start:start + PUSH_BATCH]
         leases = [f"--force-with-lease={ref}:{before.get(ref, '')}" for ref in batch]
@@ -382,14 +466,16 @@ def _push(mirror: Path, url: str, before: dict, after: dict, result: PurgeResult
             raise GitError(f"git push of {label} failed: {first_line(done.stderr)}")
         for ref, (flag, summary) in statuses.items():
             if flag == "!":
-                result.refused_refs.append(ref)
-                result.leftovers.append(f"{ref} was refused by the remote ({summary}) and still holds the old history")
+                shown = redact(ref)
+                result.refused_refs.append(shown)
+                result.leftovers.append(f"{shown} was refused by the remote ({redact(summary)}) and still holds the old history")
             else:
                 result.pushed = True
     if result.pushed:
+        where = url.removeprefix("file://")
         result.leftovers.append(
-            f"{label} keeps the old objects, unreferenced, until it is garbage-collected "
-            "(`git gc --prune=now` on the server, or the forge's support)"
+            f"{label} keeps the old objects, unreferenced, until it is garbage-collected: "
+            + _garbage_advice(result.remote_kind, where)
         )
 
 
@@ -423,36 +509,59 @@ def _verify_remote(
     so a tip among them needs no further look. ``clean`` are other objects searched before the
     rewrite and found free of the key, though their closures may not be."""
     advertised = _advertised(url, result.repo)
+    named = [ref for ref in advertised if matcher.contains(ref.encode("utf-8", "surrogateescape"))]
+    for ref in named:
+        result.leftovers.append(f"the remote still serves the ref {matcher.redact(ref)}, whose name holds the key")
     unknown = sorted(ref for ref, oid in advertised.items() if oid.encode() not in proven)
     if not unknown:
-        result.verified = True
+        result.verified = not named
         return
     LOGGER.info("purge %s: %s not in the rewritten mirror; cloning the remote afresh to search them",
-                result.repo, ", ".join(unknown))
+                result.repo, matcher.redact(", ".join(unknown)))
     clone = clone_mirror(url, scratch / "verify.git", repo=result.repo)
+    _, names = _reachable(clone, result.repo, matcher)
+    result.leftovers += [f"a fresh clone still holds {name}" for name in names if name.startswith("the path")]
     unsearched = _inventory(clone, result.repo) - proven - clean
     if not _holding_key(clone, unsearched, matcher, scratch, result.repo):
-        result.verified = True
+        result.verified = not named and not names
         return
     for finding in scan_git_dir(clone, matcher, repo=result.repo):
         result.leftovers.append(f"a fresh clone still holds a copy at {finding.location} (ref {finding.ref})")
 
 
-def _action_items(result: PurgeResult, label: str, push: bool) -> list[str]:
+def _action_items(result: PurgeResult, label: str, push: bool, remote: str | Path) -> list[str]:
     first = ", ".join(commit[:12] for commit in result.first_changed_commits) or "none"
+    where = str(remote).removeprefix("file://")
     items = []
     if not push:
         items.append(f"Dry run: nothing was pushed. Review the changes above, then rerun with --push to rewrite {label}.")
+    if result.signed_commits_unsigned or result.signed_tags_unsigned:
+        items.append(
+            f"{result.signed_commits_unsigned} signed commit(s) and {result.signed_tags_unsigned} signed tag(s) "
+            "change and lose their signature (a rewritten object cannot keep one): re-sign the tags that matter "
+            "(`git tag -s -f NAME NEW-ID`) and tell their users the new ids."
+        )
     if result.blobs_removed:
         items.append(
             f"{len(result.blobs_removed)} binary or compressed files holding the key are removed from history "
             "(git-filter-repo cannot edit them in place; files_removed lists them): restore them without the key "
             "if they are still needed."
         )
+    if result.commits_dropped:
+        items.append(
+            f"{len(result.commits_dropped)} commit(s) became empty once the files holding the key were removed and are "
+            f"gone from history ({', '.join(commit[:12] for commit in result.commits_dropped[:5])}"
+            f"{' ...' if len(result.commits_dropped) > 5 else ''})."
+        )
+    if result.refs_renamed:
+        items.append(
+            f"{len(result.refs_renamed)} ref(s) whose name held the key were renamed "
+            f"({', '.join(_rename_text(rename) for rename in result.refs_renamed)}): tell whoever uses them."
+        )
     if result.refused_refs:
         items.append(
-            f"The remote refused {', '.join(result.refused_refs)}: they still serve the old history. Ask the forge's "
-            "support to delete or rewrite them (on GitHub and GitLab, pull-request refs can only be removed by support)."
+            f"The remote refused {', '.join(result.refused_refs)}: they still serve the old history. "
+            + _refused_advice(result.remote_kind, where, result.refused_refs)
         )
     items += [
         "Keep the key revoked: anyone who fetched the repository before the purge still has it.",
@@ -460,14 +569,48 @@ def _action_items(result: PurgeResult, label: str, push: bool) -> list[str]:
             "Every existing clone must be discarded and re-cloned (or rebased onto the new history as the "
             f"git-filter-repo manual describes); first changed commits: {first}."
         ),
-        (
-            "Ask the forge to purge cached views, pull-request refs (refs/pull/*) and unreferenced objects "
-            "(GitHub and GitLab support do this on request)."
-        ),
+        *_server_advice(result),
         "Forks keep the old history: ask their owners to delete or re-sync them.",
         "Clear CI caches and build artifacts made from the old history (they may hold copies of the key).",
     ]
     return items
+
+
+def _rename_text(rename: dict) -> str:
+    return f"{rename['old']} -> {rename['new']}" if rename["new"] else f"{rename['old']} deleted"
+
+
+def _refused_advice(kind: str, where: str, refs: list[str]) -> str:
+    if kind == "forge" or any(ref.startswith("refs/pull/") for ref in refs):
+        return ("Ask the forge's support to delete or rewrite them (on GitHub and GitLab, pull-request refs can "
+                "only be removed by support).")
+    if kind == "working copy":
+        return (f"{where} is a working copy, which refuses a push to its checked-out branch: there, run "
+                "`git fetch <the purged mirror> '+refs/*:refs/*'` or check out another branch and rerun the purge.")
+    return f"On the machine that holds {where}, check its hooks (`hooks/pre-receive`, `hooks/update`) and rerun."
+
+
+def _server_advice(result: PurgeResult) -> list[str]:
+    """What only the forge can do (a local remote's owner is told in ``leftovers``); a remote
+    serving pull-request refs is taken for a forge's."""
+    pulls = any(ref.startswith("refs/pull/") for ref in result.refs_changed + result.refused_refs)
+    if result.remote_kind != "forge" and not pulls:
+        return []
+    return [(
+        "Ask the forge to purge cached views, pull-request refs (refs/pull/*) and unreferenced objects "
+        "(GitHub and GitLab support do this on request)."
+    )]
+
+
+def _garbage_advice(kind: str, where: str) -> str:
+    """How the old objects a push leaves unreferenced are garbage-collected, where the remote is."""
+    if kind == "forge":
+        return "only the forge's support can garbage-collect them"
+    expire = f"`git -C {where} reflog expire --expire=now --all && git -C {where} gc --prune=now`"
+    if kind == "working copy":
+        return (f"there, run {expire} and `git -C {where} stash clear`, and check that its work tree and "
+                f"index no longer hold the key (`git -C {where} status`)")
+    return f"run {expire} on the machine that holds it"
 
 
 def remote_of(repo: str) -> str:
