@@ -239,7 +239,6 @@ def locate(
 ) -> None:
     """Find every copy of the key (every encoding, inside archives and images) in git history, file
     trees, S3 and CI logs. Exit 3 if a source could not be searched."""
-    import tempfile
 
     from cauterize.locate.sources import search
     from cauterize.providers.formats import load_leaked_key
@@ -250,8 +249,9 @@ def locate(
     if not sources:
         raise InputError("give at least one --git, --path, --s3 or --github-actions source to search")
     findings, errors, actions, failed = [], [], [], []
-    with tempfile.TemporaryDirectory(prefix="cauterize-locate-") as work:
-        os.chmod(work, 0o700)
+    from cauterize.scratch import scratch
+
+    with scratch("cauterize-locate-") as work:
         for kind, target in sources:
             try:
                 found = search(kind, target, key, workdir=Path(work))

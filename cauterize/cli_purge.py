@@ -16,14 +16,13 @@ copy left over, a repository that failed). ``--json`` prints ``{"fingerprint", "
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cauterize.errors import CauterizeError, InputError, PurgeError
+from cauterize.errors import CauterizeError, InputError
 
 if TYPE_CHECKING:
     from cauterize.purge import PurgeResult
@@ -42,10 +41,11 @@ def purge(
     """Rewrite git history without the key (git-filter-repo), verify it, and push it with --push.
     Exit 3 if something could not be purged."""
     from cauterize.cli import _emit_json, key_source
-    from cauterize.locate.gitcmd import display_name, private_dir
+    from cauterize.locate.gitcmd import display_name
     from cauterize.logs import progress_to_stderr
     from cauterize.providers.formats import load_leaked_key
     from cauterize.purge import PurgeResult, purge_repo, remote_of
+    from cauterize.scratch import scratch
     from cauterize.secret import assert_clean, scrub
 
     key = load_leaked_key(key_source(key_env, key_file, key_stdin), None)
@@ -58,16 +58,13 @@ def purge(
                       err=True)
     progress_to_stderr()
     results: list[PurgeResult] = []
-    work = private_dir(None, "cauterize-purge-")
-    kept = False  # a mirror left for inspection after a failed verification (its path is in the error)
-    try:
+    with scratch("cauterize-purge-") as work:  # removed on the way out; a crashed run's is swept first
         for given, remote in remotes:
             try:
                 result = purge_repo(remote, key, workdir=work, push=push)
             except InputError:
                 raise
             except CauterizeError as exc:
-                kept = kept or isinstance(exc, PurgeError)
                 result = PurgeResult(repo=display_name(remote), error=scrub(exc.one_line()))
             if remote != given:
                 result.action_items.append(
@@ -75,9 +72,6 @@ def purge(
                     "local branches may still hold the key)"
                 )
             results.append(result)
-    finally:
-        if not kept:
-            shutil.rmtree(work, ignore_errors=True)
     if as_json:
         document = {"fingerprint": key.fingerprint, "dry_run": not push, "repos": [r.to_dict() for r in results]}
         assert_clean(json.dumps(document), "the purge report")
