@@ -136,9 +136,11 @@ class Text:
 
 
 def make_key() -> str:
-    """A throwaway key shaped like an OpenAI project key (pattern scanners know that shape)."""
-    pick = secrets.SystemRandom().choices
-    return "sk-proj-" + "".join(pick(ALNUM, k=64)) + "T3BlbkFJ" + "".join(pick(ALNUM, k=64))
+    """A throwaway key of an OpenAI project key's documented shape (pattern scanners know it, and
+    cauterize's key check accepts it: a 144-character one of an older shape is refused)."""
+    from cauterize.sandbox.openai import new_key_value
+
+    return new_key_value("proj")
 
 
 def b64_with_key(key: str, align: int) -> bytes:
@@ -238,7 +240,7 @@ def build(workdir: Path, size_mb: int) -> Bench:
     """The cached benchmark repository (built on first use, in a minute or two)."""
     base = workdir / f"repo-{size_mb}mb"
     repo, checkout, meta = base / "repo", base / "head-checkout", base / "bench.json"
-    if not meta.exists():
+    if not meta.exists() or len(json.loads(meta.read_text())["key"]) != len(make_key()):  # none, or an old shape
         shutil.rmtree(base, ignore_errors=True)
         repo.mkdir(parents=True)
         base.chmod(0o700)

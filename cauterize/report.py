@@ -237,7 +237,8 @@ def _reach(incident: Incident) -> dict[str, str | None]:
 
 _FINDING = dict.fromkeys(("source", "location", "repo", "commit", "ref", "path", "reachable", "encoding", "first_seen"))
 _PURGE = {"repo": "?", "commits_rewritten": 0, "refs_changed": [], "pushed": False, "verified": False,
-          "refused_refs": [], "leftovers": []}
+          "refused_refs": [], "leftovers": [], "why": "", "verified_by": [], "commits_dropped": [],
+          "signed_commits_unsigned": 0, "signed_tags_unsigned": 0, "refs_renamed": []}
 _BUCKET = dict.fromkeys(("start", "requests", "input_tokens", "output_tokens", "expected", "score"))
 
 
