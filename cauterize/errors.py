@@ -132,7 +132,8 @@ class GitError(CauterizeError):
 
 class PurgeError(CauterizeError):
     exit_code = 3  # the operation could not complete: incomplete, not an internal error
-    remediation = "Nothing was pushed; inspect the mirror named above and rerun `cauterize purge`."
+    remediation = ("Nothing was pushed. Remove the copies named above by hand (or from the files they are in), "
+                   "then rerun `cauterize purge`.")
 
 
 class StillLive(CauterizeError):
