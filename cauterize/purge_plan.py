@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cauterize.locate.attribution import History
+from cauterize.locate.git import key_paths
 from cauterize.locate.gitcmd import git, lines
 from cauterize.locate.matcher import Matcher
 
@@ -82,7 +83,7 @@ def plan(mirror: Path, matcher: Matcher, hits: dict, commits: list[bytes], *, la
     parents = _graph(mirror, label)
     result.commits_total = len(parents)
     blobs = {oid for oid, hit in hits.items() if hit.kind == "blob"}
-    named = _blobs_at_key_paths(mirror, matcher, label)
+    named = key_paths(mirror, matcher, label) if any(hit.kind == "tree" for hit in hits.values()) else {}
     history = History(mirror, repo=label, commits=commits)
     holding = {oid for oid, hit in hits.items() if hit.kind == "commit"}
     for blob, introductions in history.introductions(blobs | set(named)).items():
@@ -135,17 +136,6 @@ def _descendants(roots: set[str], parents: dict[str, list[str]]) -> set[str]:
                 seen.add(child)
                 queue.append(child)
     return seen
-
-
-def _blobs_at_key_paths(mirror: Path, matcher: Matcher, label: str) -> dict[str, bytes]:
-    """``{blob: path}`` for blobs a ref reaches at a path whose name holds the key (a file
-    ``leak-<KEY>.txt``, a directory named with it): the commits adding such a path must change."""
-    found = {}
-    for line in lines(mirror, "rev-list", "--objects", "--all", verb="git rev-list --objects", repo=label):
-        oid, _, path = line.partition(b" ")
-        if path and matcher.contains(path):
-            found[oid.decode()] = path
-    return found
 
 
 def _count_signed(mirror: Path, commits: set[str], label: str) -> int:

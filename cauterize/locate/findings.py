@@ -13,7 +13,7 @@ from typing import Any
 
 SOURCES = ("git", "file", "s3", "ci-log")
 ENCODINGS = ("raw", "base64", "url", "json")
-KINDS = ("blob", "commit", "tag", "file")
+KINDS = ("blob", "commit", "tag", "file", "path-name", "ref-name")  # path-name, ref-name: the key is in a name
 
 
 def iso_utc(timestamp: float) -> str:

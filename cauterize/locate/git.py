@@ -53,7 +53,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -70,6 +70,7 @@ from cauterize.locate.gitcmd import (
     git_argv,
     git_dir_of,
     is_url,
+    lines,
     private_dir,
 )
 from cauterize.locate.matcher import Matcher, container_kind
@@ -137,7 +138,7 @@ def scan_git_dir(git_dir: Path, matcher: Matcher, *, repo: str) -> list[Finding]
     if not scan.hits:
         return []
     history = History(git_dir, repo=repo, commits=scan.commits)
-    findings = list(_attribute(scan.hits, history, repo))
+    findings = list(_attribute(scan.hits, history, repo, matcher))
     findings.sort(key=lambda f: (f.first_seen or "~", f.location, f.encoding))
     return findings
 
@@ -178,8 +179,6 @@ def _list_objects(git_dir: Path, repo: str) -> tuple[list[tuple[bytes, int]], li
     objects, commits = [], []
     for line in out.splitlines():
         oid, kind, size = line.split(b" ")
-        if kind == b"tree":
-            continue
         if kind == b"commit":
             commits.append(oid)
         objects.append((oid, int(size)))
@@ -369,21 +368,66 @@ class _Scanner:
 # ---- attribution ------------------------------------------------------------------------------
 
 
-def _attribute(hits: dict[str, ObjectHit], history: History, repo: str) -> Iterator[Finding]:
+def _attribute(hits: dict[str, ObjectHit], history: History, repo: str, matcher: Matcher) -> Iterator[Finding]:
+    """Findings for every hit; names that hold the key (paths, refs) are shown redacted."""
     blobs = {oid for oid, hit in hits.items() if hit.kind == "blob"}
-    introductions = history.introductions(blobs)
+    named = key_paths(history.git_dir, matcher, repo) if any(hit.kind == "tree" for hit in hits.values()) else {}
+    introductions = history.introductions(blobs | set(named))
     commits = {intro.commit for intros in introductions.values() for intro in intros}
     commits |= {oid for oid, hit in hits.items() if hit.kind == "commit"}
     reachable = history.reachable_among(commits)
+    found = []
     for oid, hit in sorted(hits.items()):
         if hit.kind == "blob" and oid in introductions:
-            yield from _blob_in_commits(hit, introductions[oid], reachable, history, repo)
+            found += _blob_in_commits(hit, introductions[oid], reachable, history, repo)
         elif hit.kind == "blob":
-            yield from _loose_blob(hit, history, repo)
+            found += _loose_blob(hit, history, repo)
         elif hit.kind == "commit":
-            yield from _commit_message(hit, reachable, history, repo)
-        else:
-            yield from _tag_message(hit, history, repo)
+            found += _commit_message(hit, reachable, history, repo)
+        elif hit.kind == "tag":
+            found += _tag_message(hit, history, repo)
+    found += _path_names(named, introductions, reachable, history, repo, matcher)
+    found += _ref_names(history, repo, matcher)
+    for finding in found:
+        yield replace(finding, location=matcher.redact(finding.location), path=_redacted(finding.path, matcher),
+                      ref=_redacted(finding.ref, matcher))
+
+
+def _redacted(text: str | None, matcher: Matcher) -> str | None:
+    return None if text is None else matcher.redact(text)
+
+
+def key_paths(git_dir: Path, matcher: Matcher, repo: str) -> dict[str, bytes]:
+    """``{object: path}`` for what a ref reaches at a path whose name holds the key (a file
+    ``leak-<KEY>.txt``, a directory named with it): one ``rev-list --objects`` walk, run only when
+    a tree holds the key."""
+    found = {}
+    for line in lines(git_dir, "rev-list", "--objects", "--all", verb="git rev-list --objects", repo=repo):
+        oid, _, path = line.partition(b" ")
+        if path and matcher.contains(path):
+            found[oid.decode()] = path
+    return found
+
+
+def _path_names(named, introductions, reachable, history, repo, matcher) -> Iterator[Finding]:
+    """One finding per path whose name holds the key, at the commit that first added it."""
+    seen = set()
+    for oid in named:
+        for intro in introductions.get(oid, []):
+            if intro.path in seen or not matcher.contains(intro.path.encode("utf-8", "surrogateescape")):
+                continue
+            seen.add(intro.path)
+            yield Finding(source="git", location=f"{repo}:{intro.path}@{intro.commit[:12]} (the path name)",
+                          encoding="raw", object=oid, kind="path-name", repo=repo, commit=intro.commit,
+                          ref=history.containing_ref(intro.commit) if intro.commit in reachable else None,
+                          path=intro.path, reachable=intro.commit in reachable, first_seen=iso_utc(intro.time))
+
+
+def _ref_names(history, repo, matcher) -> Iterator[Finding]:
+    for oid, _, name in history.refs:
+        if matcher.contains(name.encode("utf-8", "surrogateescape")):
+            yield Finding(source="git", location=f"{repo}:{name} (the ref name)", encoding="raw", object=oid,
+                          kind="ref-name", repo=repo, ref=name, reachable=True)
 
 
 def _findings(hit: ObjectHit, **fields) -> Iterator[Finding]:
