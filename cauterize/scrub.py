@@ -19,10 +19,10 @@ What each copy becomes:
 - base64 (standard or URL-safe alphabet, padded or not, on one line or wrapped over several lines
   of one width with the same indentation and line ending: PEM, MIME, ``base64`` output, YAML block
   scalars, CRLF files): the whole value is decoded, scrubbed recursively (so base64 of a URL with a
-  percent-encoded key, or base64 of a gzip stream, is handled too), and re-encoded with the same
-  alphabet, padding, line width, indentation and line endings. Bytes outside the value are
-  untouched;
-- gzip (the whole data is a gzip stream, up to ``GZIP_LIMIT`` decompressed): decompressed, scrubbed
+  percent-encoded key is handled, and so is a gzip stream inside a value once the value is
+  opened), and re-encoded with the same alphabet, padding, line width, indentation and line
+  endings. Bytes outside the value are untouched;
+- gzip (the whole data is gzip members, up to ``GZIP_LIMIT`` decompressed): decompressed, scrubbed
   and recompressed as one member with the original header (mtime, OS, name with the key removed).
 
 Returned unchanged, for the caller to strip instead (purge removes such blobs from history): zip and
@@ -39,7 +39,14 @@ percent-encoded key) is found only when something else in the value points there
 
 Heuristics, stated: consecutive lines made only of base64 characters, with the same indentation
 and one width followed by a line no longer, are read as one wrapped value (a list of unrelated
-same-width tokens one per line is read line by line when the key lies inside one line).
+same-width tokens one per line is read line by line when the key lies inside one line). A value
+using neither ``+/`` nor ``-_`` is read as URL-safe when it sits between dots (a JWT) or lacks the
+padding its length needs, else as standard; it is re-encoded unpadded only when it was visibly
+so. The first JSON escape of a copy is honoured before raw copies are replaced, so ``\\/`` and the
+rest of a key that starts with ``/`` becomes the escaped placeholder, not a stray backslash.
+
+The module is longer than most here because each encoding needs both its search and its writer,
+and base64 needs the reading of wrapped values; each part is a few small functions.
 """
 
 from __future__ import annotations
@@ -317,7 +324,7 @@ class Scrubber:
         text = b"".join(token.pieces)
         core = text.rstrip(b"=")
         alphabet, unpadded = token.alphabet, not text.endswith(b"=")
-        if not any(byte in text for byte in b"+/-_"):  # either alphabet: unpadded and unaligned reads as URL-safe
+        if not any(byte in text for byte in b"+/-_"):  # either alphabet fits: see the module's heuristics
             alphabet = "url" if token.dotted or (unpadded and len(core) % 4) else "std"
         std = core.translate(_TO_STD) if alphabet == "url" else core
         for shift in range(min(4, len(token.pieces[0]))):
@@ -334,7 +341,7 @@ class Scrubber:
             encoded = binascii.b2a_base64(new, newline=False)
             if alphabet == "url":
                 encoded = encoded.translate(_TO_URL)
-            if unpadded and (token.dotted or len(body) % 4):  # no sign either way: padded
+            if unpadded and (token.dotted or len(body) % 4):  # visibly unpadded; with no sign either way: padded
                 encoded = encoded.rstrip(b"=")
             compact = core[:shift] + encoded
             if not token.width:
