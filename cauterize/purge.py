@@ -1,39 +1,37 @@
-"""Purge a key from a repository's history with git-filter-repo, following its documented
-Sensitive Data Removal procedure step by step, and say plainly what it could not do.
+"""Purge a key from a repository's history with git-filter-repo, changing only what held it, and
+say plainly what changed and what it could not do.
 
 1. Mirror-clone the remote (``file://`` for a local path, so only what a remote serves) into a
    private directory; the user's own clones are never touched.
-2. Scan every object of the mirror once (locate's ``scan_objects``). Blobs holding the key that
-   ``--replace-text`` cannot edit (binary ones, and archives whose copy is inside the gzip or zip
-   compression) are listed for ``--strip-blobs-with-ids`` and reported with their paths. No copy
-   at all: nothing is rewritten.
-3. Rewrite: ``git filter-repo --sensitive-data-removal --replace-text F --replace-message F
-   --no-gc``, where F (mode 0600, in a 0700 directory, deleted right after) holds one
-   ``literal:<form>==>***REMOVED <fingerprint>***`` line per encoded form of the key. The key is
-   never on a command line. git-filter-repo passes notes through untouched except for their
-   blobs, so notes on rewritten commits are then re-attached to the new commit ids. ``--no-gc``:
-   the mirror is scratch, deleted at the end, and the old objects it keeps are what lets the push
-   send only what the rewrite created (after a gc, git re-sends the whole history).
-4. Verify: everything the rewritten refs reach is free of the key, or ``PurgeError`` and nothing
-   is pushed. Objects are named by their content, so an object the mirror held before the rewrite
-   was searched in step 2: none of those holding the key may be reachable, and only the objects
-   the rewrite created are searched (packed into a scratch repository for ``scan_objects``).
-5. Push (only with ``push=True``): every changed ref, each with ``--force-with-lease`` on the value
-   it had when cloned, from a multi-pack-index bitmap so git sends exactly the objects the remote
+2. Scan every object of the mirror once (locate's ``scan_objects``: blobs, trees, commits, tags).
+3. Plan (``purge_plan``): the commits that hold a copy and their descendants are all that change;
+   the dry run says how many, why, and how many signed commits and tags lose their signature.
+4. Sort the blobs holding the key: each is rewritten with every copy replaced in its own
+   encoding (``scrub``: a base64 copy by the base64 of the placeholder, so a Kubernetes Secret
+   still decodes) when that leaves none; otherwise (zip, tar, other binary formats) it is removed
+   from history and reported, with an action item to restore it cleaned.
+5. Rewrite (``purge_filter``: git-filter-repo's API in a child process, the key never on a
+   command line, only the planned revisions as ``--refs``, so older commits, their tags and every
+   other ref keep their ids); paths holding the key are renamed (``REMOVED-<fp>``), messages and
+   idents scrubbed. Notes are rewritten after it (``purge_notes``), and tags and refs whose
+   objects or names still hold the key are rebuilt or renamed (``purge_refs``).
+6. Verify: everything the rewritten refs reach is free of the key, names included, or
+   ``PurgeError`` and nothing is pushed. Objects are named by their content, so an object the
+   mirror held before the rewrite was searched in step 2: none of those holding the key may be
+   reachable, and only the objects the rewrite created are searched again.
+7. Push (only with ``push=True``): exactly the refs whose value changed (a ref named with the key:
+   deleted under that name, created under the new one), each with ``--force-with-lease`` on the
+   value it had when cloned, from a multi-pack-index bitmap so git sends only what the remote
    lacks. ``refs/stash`` is set aside before the rewrite (git-filter-repo refuses a repository
-   with a stash, and git cannot push it) and reported; refs the remote refuses (``refs/pull/*``
-   on forges) are reported, not fatal.
-6. Verify again what a fresh clone of the remote gets: the closure of the refs it advertises.
-   When every advertised tip is reachable in the verified mirror, that closure is already proven
-   clean (same ids, same content); otherwise (a refused ref, a ref pushed meanwhile) the remote is
-   mirror-cloned afresh, its objects not proven clean are searched, and any copy is reported with
-   the ref that holds it.
+   with a stash, and git cannot push it) and reported with the command that deletes it where the
+   remote is; refs the remote refuses (``refs/pull/*`` on forges) are reported, not fatal.
+8. Verify again what a fresh clone of the remote gets: the closure of the refs it advertises,
+   and their names.
 
 What no push can do (other clones, forks, the forge's caches and unreferenced objects, CI
-caches) is listed in ``action_items``; what was attempted and failed is listed in ``leftovers``.
-
-The module is longer than most here because the six steps share one mirror and its object sets
-(searched before, reachable after): the verification is sound only read together with the rewrite.
+caches) is listed in ``action_items``, written for the kind of remote (bare, working copy,
+forge); what was attempted and failed is listed in ``leftovers``. The scratch directory (the
+mirror holds the key until it is rewritten) is removed however this ends.
 """
 
 from __future__ import annotations
@@ -47,7 +45,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cauterize import faults, interrupts, purge_plan, purge_refs
+from cauterize import interrupts, purge_filter, purge_notes, purge_plan, purge_refs, scrub
 from cauterize.errors import GitError, PurgeError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding
@@ -68,6 +66,11 @@ from cauterize.locate.matcher import Matcher
 from cauterize.logs import LOGGER
 from cauterize.secret import Secret
 
+#: Largest blob holding the key that is rewritten in place; a larger one is removed from history.
+SCRUB_LIMIT = 64 << 20
+#: scrub labels of copies in a NUL-holding blob that is still rewritten in place (text in a wide
+#: encoding; gzip decompressed, scrubbed and recompressed whole).
+_REENCODED = ("utf-16", "utf-32", "gzip")
 #: Refs pushed per ``git push`` call (keeps argv far below the system limit on repos with many tags).
 PUSH_BATCH = 200
 UNPUSHABLE = ("refs/stash",)
@@ -142,13 +145,17 @@ def purge_repo(
         _describe_plan(plan, result)
         clock.lap(f"planned: {result.why}")
         if plan.changed:
-            strip = _unreplaceable_blobs(scan.hits)
+            rewrite, strip, cleaned = _sort_blobs(mirror, scan.hits, secret, replacement, matcher, label)
             result.blobs_removed = sorted(strip)
             result.files_removed = [matcher.redact(line) for line in
                                     _describe_blobs(mirror, scan.hits, strip, scan.commits, label)]
-            _rewrite(mirror, matcher, replacement, strip, plan.revs, scratch, label)
+            purge_filter.run_filter(mirror, secret, placeholder=replacement, name_placeholder=_name_placeholder(secret),
+                                    rewrite_blobs=rewrite, strip_blobs=strip, revs=plan.revs, scratch=scratch,
+                                    label=label, redact=matcher.redact)
             _read_metadata(mirror / "filter-repo", result)
-            result.notes_moved = _reattach_notes(mirror, result.commit_map, label)
+            notes = {oid: _write_blob(mirror, cleaned[oid], label) if oid in rewrite else None for oid in rewrite | strip}
+            result.notes_moved = purge_notes.rewrite_notes(mirror, result.commit_map, notes, list(plan.refs),
+                                                           label=label)
             clock.lap(f"rewrote {result.commits_rewritten} commits")
         result.tags_cleaned, result.refs_renamed = purge_refs.clean_refs(
             mirror, matcher, replacement, _name_placeholder(secret), label=label)
@@ -278,12 +285,33 @@ def _set_aside_unpushable(mirror: Path, refs: dict[str, str], result: PurgeResul
             )
 
 
-def _unreplaceable_blobs(hits: dict[str, ObjectHit]) -> set[str]:
-    """Blobs --replace-text would leave holding the key: binary ones and compressed copies."""
-    return {
-        hit.oid for hit in hits.values()
-        if hit.kind == "blob" and (hit.binary or any(container for _, container in hit.encodings))
-    }
+def _sort_blobs(
+    mirror: Path, hits: dict[str, ObjectHit], secret: Secret, replacement: bytes, matcher: Matcher, label: str
+) -> tuple[set[str], set[str], dict[str, bytes]]:
+    """``(rewrite, strip, scrubbed content of each blob to rewrite)``: a blob holding the key is rewritten when ``scrub`` (each copy replaced
+    in its own encoding) leaves none, containers opened, and the blob is text or a format scrub
+    re-encodes whole (UTF-16/32 text, gzip); otherwise (a zip, a tar, another binary format, a blob
+    over ``SCRUB_LIMIT``) the whole blob is removed from history and reported."""
+    blobs = sorted(oid for oid, hit in hits.items() if hit.kind == "blob")
+    if not blobs:
+        return set(), set(), {}
+    sizes = git(mirror, "cat-file", "--batch-check=%(objectname) %(objectsize)", verb="git cat-file", repo=label,
+                input="".join(f"{oid}\n" for oid in blobs).encode()).stdout.decode().split()
+    small = [oid for oid, size in zip(sizes[0::2], sizes[1::2]) if int(size) <= SCRUB_LIMIT]
+    key = secret.reveal().encode()
+    cleaned = {}
+    for oid, data in zip(small, purge_plan.contents(mirror, small, label)):
+        data, forms = scrub.scrub(data, key, replacement)
+        if matcher.scan(data):
+            continue
+        if hits[oid].binary and not all(form.startswith(_REENCODED) for form in forms):
+            continue  # a binary format: bytes replaced in place could break it; remove it, and say so
+        cleaned[oid] = data
+    return set(cleaned), set(blobs) - set(cleaned), cleaned
+
+
+def _write_blob(mirror: Path, data: bytes, label: str) -> str:
+    return git(mirror, "hash-object", "-w", "--stdin", verb="git hash-object", repo=label, input=data).stdout.decode().strip()
 
 
 def _describe_blobs(
@@ -300,38 +328,6 @@ def _describe_blobs(
         paths = sorted({intro.path for intro in introductions.get(oid, [])}) or ["(in no commit)"]
         described += [f"{path} (blob {oid[:12]}: {why})" for path in paths]
     return described
-
-
-def _rewrite(
-    mirror: Path, matcher: Matcher, replacement: bytes, strip: set[str], revs: list[str], scratch: Path, label: str
-) -> None:
-    """Run git-filter-repo in the mirror over ``revs`` only (``--refs`` implies ``--partial``: other
-    refs, and the commits outside the range, keep their ids); the expressions file lives only for
-    the duration of the run."""
-    private = private_dir(scratch, "expressions-")
-    expressions = private / "replacements.txt"
-    try:
-        _write_private(expressions, b"".join(b"literal:%s==>%s\n" % (form, replacement) for _, form in matcher.forms))
-        faults.point("purge-expressions")  # the crash tests: killed while the key is on disk in clear
-        argv: list[str | os.PathLike[str]] = [
-            *filter_repo_command(), "--sensitive-data-removal", "--replace-text", expressions,
-            "--replace-message", expressions, "--no-gc", "--refs", *revs,
-        ]
-        if strip:
-            blob_ids = private / "strip-blob-ids.txt"
-            _write_private(blob_ids, "".join(f"{oid}\n" for oid in sorted(strip)).encode())
-            argv += ["--strip-blobs-with-ids", blob_ids]
-        run(argv, verb="git filter-repo", repo=label, cwd=mirror, error=PurgeError, redact=matcher.redact,
-            message_lines=3)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` readable by this user only (0600); refuse to reuse an existing file or a link."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def filter_repo_command() -> list[str]:
@@ -362,36 +358,6 @@ def _read_metadata(metadata: Path, result: PurgeResult) -> None:
 
 def _lines(path: Path) -> list[str]:
     return path.read_text(errors="replace").splitlines() if path.is_file() else []
-
-
-def _reattach_notes(mirror: Path, commit_map: dict[str, str | None], label: str) -> int:
-    """Notes are files named after the commit they annotate; git-filter-repo rewrites their content
-    but not their names. Rename each note of a rewritten commit to the new id (one commit on top of
-    each notes ref); notes of dropped commits stay as they are. Returns how many notes moved."""
-    moved = 0
-    for ref in _refs(mirror, label):
-        if not ref.startswith(NOTES):
-            continue
-        listing = git(mirror, "ls-tree", "-r", "--full-tree", ref, verb="git ls-tree", repo=label).stdout
-        entries, renamed = [], 0
-        for line in listing.decode("utf-8", "surrogateescape").splitlines():
-            meta, path = line.split("\t", 1)
-            target = path.replace("/", "")  # notes may fan out: 1a/2b3c... names 1a2b3c...
-            if _OBJECT_ID.fullmatch(target):
-                path = commit_map.get(target) or target
-                renamed += path != target
-            entries.append(f"{meta}\t{path}")
-        if not renamed or any("/" in entry.split("\t", 1)[1] for entry in entries):
-            continue  # nothing to move, or files that are not notes: leave the ref as it is
-        tree = git(mirror, "mktree", verb="git mktree", repo=label,
-                   input="".join(f"{entry}\n" for entry in entries).encode()).stdout.decode().strip()
-        tip = _refs(mirror, label)[ref]
-        commit = git(mirror, *_IDENTITY, "commit-tree", tree, "-p", tip, "-m",
-                     "Notes re-attached to the commits rewritten by cauterize purge",
-                     verb="git commit-tree", repo=label).stdout.decode().strip()
-        git(mirror, "update-ref", ref, commit, tip, verb="git update-ref", repo=label)
-        moved += renamed
-    return moved
 
 
 def _verify_mirror(
