@@ -45,7 +45,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cauterize import interrupts, purge_filter, purge_notes, purge_plan, purge_refs, scrub
+from cauterize import interrupts, purge_check, purge_filter, purge_notes, purge_plan, purge_refs, purge_verify, scrub
 from cauterize.errors import GitError, PurgeError
 from cauterize.locate.attribution import History
 from cauterize.locate.findings import Finding
@@ -90,6 +90,7 @@ class PurgeResult:
     pushed: bool = False
     verified: bool = False
     verified_by: list[str] = field(default_factory=list)  # the methods that found no copy
+    unproven: list[str] = field(default_factory=list)  # reachable parts no search could open: not verified
     why: str = ""  # how many commits change, and the reason
     refs_changed: list[str] = field(default_factory=list)
     refs_updated: list[dict] = field(default_factory=list)  # {"ref", "old", "new"}: new None = deleted
@@ -139,16 +140,19 @@ def purge_repo(
         _set_aside_unpushable(mirror, before, result, remote)
         searched = _inventory(mirror, label)
         scan = scan_objects(mirror, matcher, repo=label)
-        hits = {oid.encode() for oid in scan.hits}
-        clock.lap(f"searched {len(searched)} objects: {len(hits)} hold the key")
-        plan = purge_plan.plan(mirror, matcher, scan.hits, scan.commits, label=label)
+        clock.lap(f"searched {len(searched)} objects: {len(scan.hits)} hold the key")
+        independent = purge_check.Independent(mirror, secret, label)
+        found = {**scan.hits, **independent.before(scan.hits)}
+        hits = {oid.encode() for oid in found}
+        clock.lap(f"searched them independently: {len(found) - len(scan.hits)} more hold the key")
+        plan = purge_plan.plan(mirror, matcher, found, scan.commits, label=label)
         _describe_plan(plan, result)
         clock.lap(f"planned: {result.why}")
         if plan.changed:
-            rewrite, strip, cleaned = _sort_blobs(mirror, scan.hits, secret, replacement, matcher, label)
+            rewrite, strip, cleaned = _sort_blobs(mirror, found, secret, replacement, matcher, label)
             result.blobs_removed = sorted(strip)
             result.files_removed = [matcher.redact(line) for line in
-                                    _describe_blobs(mirror, scan.hits, strip, scan.commits, label)]
+                                    _describe_blobs(mirror, found, strip, scan.commits, label)]
             purge_filter.run_filter(mirror, secret, placeholder=replacement, name_placeholder=_name_placeholder(secret),
                                     rewrite_blobs=rewrite, strip_blobs=strip, revs=plan.revs, scratch=scratch,
                                     label=label, redact=matcher.redact)
@@ -161,14 +165,19 @@ def purge_repo(
             mirror, matcher, replacement, _name_placeholder(secret), label=label)
         after = _refs(mirror, label)
         changed = _describe_refs(before, after, result, matcher)
-        reachable = _verify_mirror(mirror, matcher, searched, hits, scratch, label)
-        result.verified_by = ["matcher"]
-        clock.lap("verified the rewritten mirror")
+        reachable = _verify_mirror(mirror, matcher, searched, {oid.encode() for oid in scan.hits}, scratch, label)
+        copies, result.unproven = independent.after(reachable, searched, list(after))
+        if copies:
+            raise PurgeError(f"purge of {label}: the independent search finds the key after the rewrite in "
+                             f"{_listed(copies)}; nothing was pushed")
+        result.leftovers += [f"not proven clean (could not be searched whole): {line}" for line in result.unproven]
+        result.verified_by = ["matcher", "decoders"]
+        clock.lap("verified the rewritten mirror (both methods)")
         if push:
             _write_bitmap(mirror, label)
             _push(mirror, url, before, after, changed, result, label, matcher.redact)
             clock.lap(f"pushed {len(changed)} refs")
-            _verify_remote(url, matcher, reachable, searched - hits, scratch, result)
+            _verify_remote(url, matcher, reachable, searched - hits, scratch, result, independent)
             clock.lap("verified what a fresh clone of the remote gets")
         result.action_items = _action_items(result, label, push, remote)
         return result
@@ -302,9 +311,9 @@ def _sort_blobs(
     cleaned = {}
     for oid, data in zip(small, purge_plan.contents(mirror, small, label)):
         data, forms = scrub.scrub(data, key, replacement)
-        if matcher.scan(data):
-            continue
-        if hits[oid].binary and not all(form.startswith(_REENCODED) for form in forms):
+        if matcher.scan(data) or purge_verify.check("blob", data, secret):
+            continue  # a copy (or a part neither search can open) is left: remove the blob
+        if b"\0" in data[:8192] and not all(form.startswith(_REENCODED) for form in forms):
             continue  # a binary format: bytes replaced in place could break it; remove it, and say so
         cleaned[oid] = data
     return set(cleaned), set(blobs) - set(cleaned), cleaned
@@ -467,29 +476,36 @@ def _advertised(url: str, label: str) -> dict[str, str]:
 
 
 def _verify_remote(
-    url: str, matcher: Matcher, proven: set[bytes], clean: set[bytes], scratch: Path, result: PurgeResult
+    url: str, matcher: Matcher, proven: set[bytes], clean: set[bytes], scratch: Path, result: PurgeResult,
+    independent: purge_check.Independent,
 ) -> None:
     """What a fresh clone of the remote gets (the closure of the refs it advertises) holds no copy.
 
     ``proven`` are the objects the verified mirror reaches: each is clean and so is its closure,
-    so a tip among them needs no further look. ``clean`` are other objects searched before the
-    rewrite and found free of the key, though their closures may not be."""
+    so a tip among them needs no further look. ``clean`` are other objects the matcher searched
+    before the rewrite and found free of the key, though their closures may not be; the
+    independent search looks again at everything not in ``proven``."""
     advertised = _advertised(url, result.repo)
     named = [ref for ref in advertised if matcher.contains(ref.encode("utf-8", "surrogateescape"))]
     for ref in named:
         result.leftovers.append(f"the remote still serves the ref {matcher.redact(ref)}, whose name holds the key")
     unknown = sorted(ref for ref, oid in advertised.items() if oid.encode() not in proven)
     if not unknown:
-        result.verified = not named
+        copies, _ = independent.remote(None, set(), list(advertised))
+        result.leftovers += [f"the remote still serves {line}" for line in copies]
+        result.verified = not named and not copies and not result.unproven
         return
     LOGGER.info("purge %s: %s not in the rewritten mirror; cloning the remote afresh to search them",
                 result.repo, matcher.redact(", ".join(unknown)))
     clone = clone_mirror(url, scratch / "verify.git", repo=result.repo)
     _, names = _reachable(clone, result.repo, matcher)
     result.leftovers += [f"a fresh clone still holds {name}" for name in names if name.startswith("the path")]
-    unsearched = _inventory(clone, result.repo) - proven - clean
-    if not _holding_key(clone, unsearched, matcher, scratch, result.repo):
-        result.verified = not named and not names
+    inventory = _inventory(clone, result.repo)
+    copies, unproven = independent.remote(clone, inventory - proven, list(advertised))
+    result.leftovers += [f"a fresh clone still holds {line} (the independent search)" for line in copies]
+    result.leftovers += [f"not proven clean in a fresh clone: {line}" for line in unproven]
+    if not _holding_key(clone, inventory - proven - clean, matcher, scratch, result.repo):
+        result.verified = not named and not names and not copies and not unproven and not result.unproven
         return
     for finding in scan_git_dir(clone, matcher, repo=result.repo):
         result.leftovers.append(f"a fresh clone still holds a copy at {finding.location} (ref {finding.ref})")
