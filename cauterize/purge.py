@@ -146,7 +146,7 @@ def purge_repo(
         hits = {oid.encode() for oid in found}
         clock.lap(f"searched them independently: {len(found) - len(scan.hits)} more hold the key")
         plan = purge_plan.plan(mirror, matcher, found, scan.commits, label=label)
-        _describe_plan(plan, result)
+        _describe_plan(plan, result, matcher.redact)
         clock.lap(f"planned: {result.why}")
         if plan.changed:
             rewrite, strip, cleaned = _sort_blobs(mirror, found, secret, replacement, matcher, label)
@@ -200,13 +200,13 @@ def _name_placeholder(secret: Secret) -> bytes:
     return f"REMOVED-{secret.fingerprint.partition(':')[2]}".encode()
 
 
-def _describe_plan(plan: purge_plan.Plan, result: PurgeResult) -> None:
+def _describe_plan(plan: purge_plan.Plan, result: PurgeResult, redact) -> None:
     result.why = plan.why() if plan.changed else "no commit holds a copy of the key"
     result.commits_total = plan.commits_total
     result.commits_holding = len(plan.holding)
     result.commits_untouched = plan.commits_total - len(plan.changed)
     result.signed_commits_unsigned = plan.signed_changed
-    result.tags_rewritten = plan.tags_changed
+    result.tags_rewritten = [redact(name) for name in plan.tags_changed]
     result.signed_tags_unsigned = plan.signed_tags_changed
     result.paths_renamed = plan.key_paths
 

@@ -145,3 +145,14 @@ def test_a_key_named_ref_that_survives_fails_the_verification(world, tmp_path, m
     assert world["value"] not in str(raised.value)
     assert refs(world["remote"]) == world["before"]
     assert list((tmp_path / "wd").iterdir()) == []  # no pre-purge mirror left behind
+
+
+def test_a_tag_named_with_the_key_on_a_rewritten_commit_is_reported_redacted(world, tmp_path):
+    value = world["value"]
+    work = tmp_path / "work"
+    git(work, "tag", "-a", f"r-{value}", "-m", "release", "main")
+    git(work, "push", "-q", "origin", f"refs/tags/r-{value}")
+    result = purge_repo(world["remote"], world["key"], workdir=tmp_path / "wd", push=True)
+    assert result.verified and value not in repr(result.to_dict())
+    assert f"refs/tags/r-[{world['key'].fingerprint}]" in result.tags_rewritten
+    assert _fresh_clone_holds(world["remote"], value, tmp_path) == []
