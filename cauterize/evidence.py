@@ -31,6 +31,11 @@ from cauterize.providers.base import KeyIdentity, Provider, Usage, UsageBucket
 
 THRESHOLD = 3.5
 MIN_SLOT_POINTS = 4
+#: Baseline buckets with usage needed for the seasonal comparison; with fewer (a new key, a window
+#: that starts where the data starts) the window is scored against its own median and MAD.
+MIN_BASELINE = 8
+#: Window buckets needed to score the window against itself; with fewer nothing is scored.
+MIN_WINDOW = 8
 WEEKLY_AFTER = timedelta(days=14)
 BUCKETS = ("1m", "1h", "1d")
 Slot = tuple[str | None, int | None]  # (weekday | weekend | None, hour of day | None); (None, None): all
@@ -111,14 +116,15 @@ def _slot_name(slot: Slot) -> str:
 class _Baseline:
     """Baseline buckets grouped by slot, with the statistics of each slot computed once."""
 
-    def __init__(self, buckets: list[UsageBucket], metric: str):
+    def __init__(self, buckets: list[UsageBucket], metric: str, *, flat: bool = False):
         self.metric = metric
         self.buckets = buckets
+        self.flat = flat
         span = (buckets[-1].end - buckets[0].start) if buckets else timedelta(0)
-        self.weekly = span >= WEEKLY_AFTER
+        self.weekly = span >= WEEKLY_AFTER and not flat
         self.groups: dict[Slot, list[UsageBucket]] = {}
         for bucket in buckets:
-            for slot in _slots(bucket, self.weekly):
+            for slot in [(None, None)] if flat else _slots(bucket, self.weekly):
                 self.groups.setdefault(slot, []).append(bucket)
         self.scale = median([self.value(b) for b in buckets]) if buckets else 0.0
         self._stats: dict[Slot, dict[str, float]] = {}
@@ -137,6 +143,8 @@ class _Baseline:
         return median(deviations) if deviations else 0.0
 
     def seasonality(self) -> str:
+        if self.flat:
+            return "none (the window against itself)"
         hourly = any(b.end - b.start < timedelta(days=1) for b in self.buckets[:1])
         parts = (["hour of day (UTC)"] if hourly else []) + (["weekday or weekend"] if self.weekly else [])
         return ", ".join(parts) or "none (the whole baseline)"
@@ -199,7 +207,12 @@ def analyze(
     base_buckets = [b for b in ordered if _aware(b.end) <= start]
     window = [b for b in ordered if _aware(b.start) < end and _aware(b.end) > start]
     has_tokens = any(b.input_tokens or b.output_tokens for b in ordered)
-    baseline = _Baseline(base_buckets, "tokens" if has_tokens or not any(b.requests for b in ordered) else "requests")
+    metric = "tokens" if has_tokens or not any(b.requests for b in ordered) else "requests"
+    baseline = _Baseline(base_buckets, metric)
+    method, reason = _method(baseline, window)
+    if method == "window":  # too little history: each bucket against the window's own median and MAD
+        baseline = _Baseline(window, metric, flat=True)
+    scored = method != "none"
     pricing = price_of(provider, model) if has_tokens else None
     limitations = list(usage.limitations)
 
@@ -209,9 +222,9 @@ def analyze(
         slot = baseline.slot_for(bucket)
         stats = baseline.stats(slot)
         value = baseline.value(bucket)
-        score = 0.6745 * (value - stats["median"]) / stats["floor"] if base_buckets else 0.0
-        anomalous = bool(base_buckets) and score > THRESHOLD
-        if base_buckets and slot != _slots(bucket, baseline.weekly)[0] and slot == (None, None):
+        score = 0.6745 * (value - stats["median"]) / stats["floor"] if scored else 0.0
+        anomalous = scored and score > THRESHOLD
+        if method == "seasonal" and slot != _slots(bucket, baseline.weekly)[0] and slot == (None, None):
             fallbacks += 1
         row, extra_requests, extra_cost = _row(bucket, slot, stats, score, anomalous, pricing)
         rows.append(row)
@@ -254,6 +267,10 @@ def analyze(
             "min_slot_points": MIN_SLOT_POINTS,
             "global_fallbacks": fallbacks,
         },
+        "anomaly": {"method": method, "reason": reason, "threshold": THRESHOLD, "score": "modified z-score",
+                    "baseline_buckets": len(base_buckets), "baseline_buckets_with_usage": sum(1 for b in base_buckets if baseline.value(b) > 0)
+                    if method == "seasonal" else _with_usage(base_buckets),
+                    "min_baseline": MIN_BASELINE},
         "anomalous_buckets": len(flagged),
         "first_anomaly": flagged[0]["start"] if flagged else None,
         "last_anomaly": flagged[-1]["end"] if flagged else None,
@@ -262,6 +279,26 @@ def analyze(
         "excess_cost_usd": round(excess_cost, 4) if excess_cost is not None and flagged else None,
         "limitations": limitations,
     }
+
+
+def _with_usage(buckets: list[UsageBucket]) -> int:
+    return sum(1 for b in buckets if b.input_tokens or b.output_tokens or b.requests)
+
+
+def _method(baseline: _Baseline, window: list[UsageBucket]) -> tuple[str, str]:
+    """``seasonal`` (against the history before the window), ``window`` (the window against its own
+    robust median and MAD: a change-point view) or ``none``, and why."""
+    history = sum(1 for bucket in baseline.buckets if baseline.value(bucket) > 0)
+    if history >= MIN_BASELINE:
+        return "seasonal", (f"{history} baseline buckets with usage before the window: each bucket is compared "
+                            "with the same hour (and kind of day) before it")
+    if len(window) >= MIN_WINDOW:
+        return "window", (f"only {history} baseline buckets with usage before the window (fewer than "
+                          f"{MIN_BASELINE}: a new key, or data that starts with the window): each bucket is compared "
+                          "with the window's own median and MAD, so a rise against the window's usual level is "
+                          "flagged, and a window that is abused throughout is not")
+    return "none", (f"only {history} baseline buckets with usage and {len(window)} window buckets: too few to "
+                    "score; no bucket is flagged")
 
 
 def _row(

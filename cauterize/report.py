@@ -247,6 +247,13 @@ def _with(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **{key: value for key, value in data.items() if value is not None or key not in defaults}}
 
 
+_ANOMALY_METHOD = {
+    "seasonal": "each bucket against the same hour (and kind of day) before the window",
+    "window": "each bucket against the window's own median (too little history before it)",
+    "none": "not scored (too little usage to compare)",
+}
+
+
 def _evidence(ev: dict[str, Any]) -> dict[str, Any] | None:
     if not ev:
         return None
@@ -263,6 +270,7 @@ def _evidence(ev: dict[str, Any]) -> dict[str, Any] | None:
         "width": _WIDTHS.get(ev.get("bucket") or "", ""),
         "baseline": {"buckets": 0, "median_tokens": None, "seasonality": None, **(ev.get("baseline") or {})},
         "anomalous": ev.get("anomalous_buckets") or 0,
+        "anomaly_method": _ANOMALY_METHOD.get((ev.get("anomaly") or {}).get("method") or "seasonal"),
         "first_anomaly": ev.get("first_anomaly"),
         "last_anomaly": ev.get("last_anomaly"),
         "excess_tokens": ev.get("excess_tokens"),

@@ -182,3 +182,39 @@ def test_evidence_for_asks_for_the_baseline_and_the_window():
                          ((since, since + timedelta(1), "1h", -1), "--baseline-days")):
         with pytest.raises(InputError, match=option):
             evidence_for(provider, KeyIdentity("openai", "key_x"), *args)
+
+
+def _new_key_usage(prior_idle_hours: int) -> list[UsageBucket]:
+    """240 hours of ordinary use with a 36-hour spike, after ``prior_idle_hours`` of no use at all."""
+    rng = random.Random(7)
+    rows = []
+    for hour in range(-prior_idle_hours, 240):
+        start = T0 + timedelta(hours=hour)
+        tokens = 0 if hour < 0 else rng.randint(90_000, 110_000) if 100 <= hour < 136 else rng.randint(800, 1_200)
+        rows.append(UsageBucket(start, start + timedelta(hours=1), tokens, tokens // 4, tokens // 500))
+    return rows
+
+
+@pytest.mark.parametrize("idle", [0, 48])
+def test_a_new_key_is_scored_against_its_own_window_and_only_the_spike_is_flagged(idle):
+    result = analyze(Usage(tuple(_new_key_usage(idle))), window_start=T0, window_end=T0 + timedelta(hours=240),
+                     provider="openai")
+    flags = [row["anomalous"] for row in result["buckets"]]
+    assert sum(flags[100:136]) == 36
+    assert sum(flags[:100]) + sum(flags[136:]) <= 5
+    assert result["anomaly"]["method"] == "window" and result["anomaly"]["baseline_buckets"] == idle
+    assert "fewer than" in result["anomaly"]["reason"] and result["anomaly"]["threshold"] == 3.5
+
+
+def test_a_window_too_short_to_score_itself_flags_nothing_and_says_so():
+    rows = _new_key_usage(0)[98:104]  # six hours, three of them the spike's start
+    result = analyze(Usage(tuple(rows)), window_start=rows[0].start, window_end=rows[-1].end, provider="openai")
+    assert result["anomaly"]["method"] == "none" and result["anomalous_buckets"] == 0
+
+
+def test_with_enough_history_the_seasonal_baseline_is_used():
+    rows = _new_key_usage(0)
+    result = analyze(Usage(tuple(rows)), window_start=T0 + timedelta(hours=96), window_end=T0 + timedelta(hours=240),
+                     provider="openai")
+    assert result["anomaly"]["method"] == "seasonal"
+    assert sum(row["anomalous"] for row in result["buckets"][4:40]) == 36
