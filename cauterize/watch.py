@@ -161,12 +161,16 @@ def watch(
 
 
 def _series(fleet: Fleet, key_id: str, created: datetime | None) -> list[UsageBucket]:
-    """Every bucket of the period for one key, zeros where it had no usage, from its creation on."""
+    """Every bucket of the period for one key, zeros where it had no usage, from its creation on,
+    or from its first usage if the provider reports any earlier (a creation time is the listing's
+    word, usage the meter's: usage is never dropped)."""
     own = fleet.usage.get(key_id, {})
+    first = min(own, default=None)
+    begin = created if created is None or first is None else min(created, first)
     return [
         UsageBucket(start, end, *own.get(start, (0, 0, 0)))
         for start, end in fleet.bounds
-        if created is None or end > created
+        if begin is None or end > begin
     ]
 
 

@@ -275,3 +275,19 @@ def test_cli_posts_the_alerts_to_the_runbooks_webhook(openai_org, tmp_path):
     assert len(json.loads(done.stdout)["alerts"]) == 2  # the runbook's budget applies
     assert len(received) == 1 and openai_org["keys"]["spender"] in received[0].decode()
     assert env["HOOK"] not in done.stdout + done.stderr
+
+
+def test_watch_alerts_on_the_demo_worlds_abused_key_and_on_no_other(tmp_path):
+    """The world `make demo` builds: the abused key's usage predates its listing's creation time
+    (usage is never dropped for it), 24 other keys are new and idle (never an alert for being new)."""
+    from cauterize.sandbox.world import build_world
+
+    world = build_world(tmp_path / "world")
+    try:
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        settings = ProviderSettings(admin_key=Secret(world.env["OPENAI_ADMIN_KEY"]), base_url=world.env["OPENAI_BASE_URL"])
+        result = watch("openai", settings, since=now - timedelta(days=3), until=now)
+    finally:
+        world.close()
+    assert _by_reason(result) == [("usage-anomaly", world.leaked_key_id)]
+    assert result["checked_keys"] >= 25
